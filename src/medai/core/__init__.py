@@ -1,0 +1,1 @@
+"""Core abstractions shared by every room: errors, the name registry, configuration, hashing."""

@@ -1,0 +1,284 @@
+"""Run configuration: plain YAML recipes mapped onto frozen dataclasses, validated when built.
+
+A recipe never names an import path: models and baselines are picked by registry name. The resolved
+configuration (every default filled in) is saved inside every run and artefact as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medai.core.errors import InvalidParameterError, closest, invalid_parameter
+
+
+class TaskKind(StrEnum):
+    """What is predicted. ``classification`` is resolved to ``binary`` or ``multiclass`` from the labels."""
+
+    CLASSIFICATION = "classification"
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+    SURVIVAL = "survival"
+
+
+class OperatingPoint(StrEnum):
+    """How the decision threshold of a binary model is chosen on the validation split."""
+
+    YOUDEN = "youden"
+    SENSITIVITY = "sensitivity"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from: a file path or a built-in dataset name (see ``medai datasets``)."""
+
+    path: str | None = None
+    builtin: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.builtin is None):
+            raise InvalidParameterError(
+                "The 'data' section must name exactly one of 'path' (a CSV/Parquet file) or 'builtin' "
+                f"(a dataset listed by `medai datasets`). Got path={self.path!r}, builtin={self.builtin!r}."
+            )
+
+    @property
+    def source(self) -> str:
+        return f"builtin:{self.builtin}" if self.builtin else str(self.path)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Which columns are the outcome, identifiers and features.
+
+    Label meaning: for binary tasks ``positive_class`` is the value coded 1 (the condition being detected);
+    for survival, ``event`` is 1 when the event happened at ``time`` and 0 when follow-up was censored then.
+    """
+
+    kind: TaskKind = TaskKind.CLASSIFICATION
+    label: str | None = None
+    time: str | None = None
+    event: str | None = None
+    id: str | None = None
+    patient_id: str | None = None
+    positive_class: str | None = None
+    features: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", _enum(TaskKind, self.kind, "kind", "TaskConfig"))
+        if self.kind is TaskKind.SURVIVAL:
+            if not self.time or not self.event:
+                raise InvalidParameterError(
+                    "A survival task needs both a time and an event column: pass --time COL --event COL "
+                    "(or task.time and task.event in the recipe)."
+                )
+        if self.features is not None:
+            object.__setattr__(self, "features", tuple(self.features))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Train/validation/test split. Stratified by outcome, grouped by patient when a patient id exists.
+
+    ``column`` names a column holding ``train``/``val``/``test`` for a predefined (e.g. official) split.
+    """
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    seed: int = 42
+    column: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 < value < 0.5:
+                raise invalid_parameter(name, "SplitConfig", "a fraction in (0, 0.5)", value)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A registered network (``medai.models``) and its parameters."""
+
+    name: str = "mlp"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The training loop. ``batch_size: null`` trains full-batch (the default for Cox models, whose loss
+    needs the whole risk set)."""
+
+    max_epochs: int = 300
+    batch_size: int | None = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 30
+    class_weight: str | None = "balanced"
+    seed: int = 42
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
+            raise invalid_parameter("max_epochs", "TrainingConfig", "a positive integer", self.max_epochs)
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
+            raise invalid_parameter("batch_size", "TrainingConfig", "an integer >= 2 or null", self.batch_size)
+        if not self.learning_rate > 0:
+            raise invalid_parameter("learning_rate", "TrainingConfig", "> 0", self.learning_rate)
+        if self.class_weight not in (None, "balanced"):
+            raise invalid_parameter("class_weight", "TrainingConfig", "'balanced' or null", self.class_weight)
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise invalid_parameter("patience", "TrainingConfig", "a positive integer", self.patience)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How results are measured. CIs are percentile bootstrap CIs, stratified by outcome."""
+
+    n_resamples: int = 1000
+    confidence: float = 0.95
+    operating_point: OperatingPoint = OperatingPoint.YOUDEN
+    target_sensitivity: float = 0.9
+    horizons: tuple[float, ...] | None = None
+    subgroups: tuple[str, ...] | None = None
+    min_subgroup_n: int = 30
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "operating_point", _enum(OperatingPoint, self.operating_point, "operating_point", "EvaluationConfig")
+        )
+        if not isinstance(self.n_resamples, int) or self.n_resamples < 100:
+            raise invalid_parameter("n_resamples", "EvaluationConfig", "an integer >= 100", self.n_resamples)
+        if not 0.5 < self.confidence < 1:
+            raise invalid_parameter("confidence", "EvaluationConfig", "in (0.5, 1)", self.confidence)
+        if not 0 < self.target_sensitivity < 1:
+            raise invalid_parameter("target_sensitivity", "EvaluationConfig", "in (0, 1)", self.target_sensitivity)
+        if self.horizons is not None:
+            object.__setattr__(self, "horizons", tuple(float(h) for h in self.horizons))
+        if self.subgroups is not None:
+            object.__setattr__(self, "subgroups", tuple(self.subgroups))
+
+
+@dataclass(frozen=True)
+class ModelCardConfig:
+    """Free text that only people can write: it goes into the model card verbatim."""
+
+    intended_use: str = (
+        "Research use: retrospective evaluation of a clinical prediction model on the user's own data. "
+        "Not a medical device; not for clinical decisions without local validation and regulatory clearance."
+    )
+    contraindications: str = "Populations, settings or data sources unlike the training data."
+    limitations: str = ""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole training run: what a recipe YAML holds."""
+
+    data: DataConfig
+    task: TaskConfig = field(default_factory=TaskConfig)
+    name: str = "run"
+    description: str = ""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    baselines: tuple[str, ...] | None = None
+    model_card: ModelCardConfig = field(default_factory=ModelCardConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+    def replace(self, **sections: Any) -> RunConfig:
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "task": TaskConfig,
+    "split": SplitConfig,
+    "training": TrainingConfig,
+    "evaluation": EvaluationConfig,
+    "model_card": ModelCardConfig,
+}
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "recipe") -> RunConfig:
+    """Build and validate a RunConfig from plain data (a parsed YAML recipe or a saved config.json)."""
+    if not isinstance(raw, dict):
+        raise InvalidParameterError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}.")
+    _check_keys(raw, {f.name for f in fields(RunConfig)}, source)
+    if "data" not in raw:
+        raise InvalidParameterError(f"{source}: the 'data' section is missing (data: {{path: FILE}} or {{builtin: NAME}}).")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            cls = _SECTIONS[key]
+            value = value or {}
+            if not isinstance(value, dict):
+                raise InvalidParameterError(f"{source}: section '{key}' must be a mapping, got {value!r}.")
+            _check_keys(value, {f.name for f in fields(cls)}, f"{source}: section '{key}'")
+            kwargs[key] = cls(**value)
+        elif key == "model":
+            value = dict(value or {})
+            name = value.pop("name", "mlp")
+            params = value.pop("params", {}) | value  # accept parameters flat or under 'params'
+            kwargs[key] = ModelConfig(name=name, params=params)
+        elif key == "baselines":
+            kwargs[key] = tuple(value) if value is not None else None
+        else:
+            kwargs[key] = value
+    return RunConfig(**kwargs)
+
+
+def load_recipe(path: str | Path) -> RunConfig:
+    """Read a recipe YAML file. Relative ``data.path`` values are resolved against the recipe's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidParameterError(f"Recipe file not found: {path}. Pass a YAML recipe (see recipes/).")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InvalidParameterError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc}).") from None
+    config = config_from_dict(raw, source=str(path))
+    if config.data.path is not None and not Path(config.data.path).is_absolute():
+        resolved = (path.parent / config.data.path).resolve()
+        config = config.replace(data=DataConfig(path=str(resolved)))
+    return config
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _check_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise InvalidParameterError(
+                f"{where}: unknown key '{key}'.{closest(key, allowed)} Allowed: {', '.join(sorted(allowed))}."
+            )
+
+
+def _enum(enum: type[StrEnum], value: Any, name: str, owner: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        raise invalid_parameter(name, owner, "one of " + ", ".join(repr(e.value) for e in enum), value) from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, StrEnum):
+        return value.value
+    return value

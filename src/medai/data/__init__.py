@@ -1,0 +1,1 @@
+"""Datasets, patient-level splits and fitted preprocessing."""

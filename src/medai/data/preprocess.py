@@ -1,0 +1,133 @@
+"""Tabular preprocessing fitted on the training split only, saved as JSON (never pickle).
+
+Numeric columns: median imputation with a missingness indicator for every column that had missing values in
+the training split, then z-scoring with the training mean and SD. Categorical columns: one-hot over the
+training categories, missing as its own category, unseen categories encoded as all zeros (and counted).
+
+scikit-learn's ColumnTransformer does the same job but can only be saved by pickling, which medai refuses for
+artefacts people load; the state here is a handful of numbers per column, stored as plain JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medai.core.errors import DataValidationError, NotFittedError
+
+MISSING_CATEGORY = "__missing__"
+STRATEGY = (
+    "Numeric: median imputation fitted on the training split, a missingness indicator for each column with "
+    "missing values in training, z-score with training mean/SD. Categorical: one-hot over training categories, "
+    "missing as its own category, unseen categories as all zeros."
+)
+
+
+class TabularPreprocessor:
+    """Turns a feature DataFrame into a float32 matrix ``(n_records, n_features_out)``.
+
+    Args:
+        numeric_columns: columns holding numbers (NaN = missing).
+        categorical_columns: columns holding categories (read as strings).
+    """
+
+    def __init__(self, numeric_columns: list[str], categorical_columns: list[str]) -> None:
+        self.numeric_columns = list(numeric_columns)
+        self.categorical_columns = list(categorical_columns)
+
+    def fit(self, frame: pd.DataFrame) -> TabularPreprocessor:
+        numeric = frame[self.numeric_columns].astype(float)
+        medians = numeric.median()
+        self.medians_ = {c: float(medians[c]) if np.isfinite(medians[c]) else 0.0 for c in self.numeric_columns}
+        self.indicator_columns_ = [c for c in self.numeric_columns if numeric[c].isna().any()]
+        filled = numeric.fillna(self.medians_)
+        self.means_ = {c: float(filled[c].mean()) for c in self.numeric_columns}
+        self.stds_ = {c: float(filled[c].std(ddof=0)) or 1.0 for c in self.numeric_columns}
+        self.categories_ = {
+            c: sorted(self._as_category(frame[c]).unique().tolist()) for c in self.categorical_columns
+        }
+        return self
+
+    @property
+    def feature_names_out_(self) -> list[str]:
+        self._check_fitted()
+        names = list(self.numeric_columns) + [f"{c}__missing" for c in self.indicator_columns_]
+        for column, categories in self.categories_.items():
+            names += [f"{column}={value}" for value in categories]
+        return names
+
+    def transform(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
+        """Encode ``frame``; raises DataValidationError naming absent or non-numeric columns."""
+        self._check_fitted()
+        missing = [c for c in self.numeric_columns + self.categorical_columns if c not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"{source}: the model needs feature column(s) {', '.join(missing)}, absent from the input. "
+                "Provide them (empty cells are allowed: they are imputed)."
+            )
+        parts = []
+        numeric = frame[self.numeric_columns].apply(pd.to_numeric, errors="coerce")
+        junk = frame[self.numeric_columns].notna() & numeric.isna()
+        if junk.to_numpy().any():
+            bad = [c for c in self.numeric_columns if junk[c].any()]
+            raise DataValidationError(
+                f"{source}: numeric feature column(s) {', '.join(bad)} hold non-numeric text. Fix those cells "
+                "or leave them empty."
+            )
+        if not np.isfinite(numeric.fillna(0.0).to_numpy(dtype=float)).all():
+            raise DataValidationError(f"{source}: numeric features contain infinite values; replace or blank them.")
+        if self.numeric_columns:
+            filled = numeric.fillna(self.medians_)
+            means = np.array([self.means_[c] for c in self.numeric_columns])
+            stds = np.array([self.stds_[c] for c in self.numeric_columns])
+            parts.append((filled.to_numpy(dtype=float) - means) / stds)
+        if self.indicator_columns_:
+            parts.append(numeric[self.indicator_columns_].isna().to_numpy(dtype=float))
+        for column, categories in self.categories_.items():
+            values = self._as_category(frame[column]).to_numpy()
+            parts.append((values[:, None] == np.array(categories, dtype=object)[None, :]).astype(float))
+        return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)
+
+    def unseen_categories(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Count, per categorical column, values not seen in training (they are encoded as all zeros)."""
+        self._check_fitted()
+        return {
+            c: int((~self._as_category(frame[c]).isin(self.categories_[c])).sum())
+            for c in self.categorical_columns
+            if c in frame.columns and (~self._as_category(frame[c]).isin(self.categories_[c])).any()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "type": "tabular",
+            "strategy": STRATEGY,
+            "numeric_columns": self.numeric_columns,
+            "categorical_columns": self.categorical_columns,
+            "medians": self.medians_,
+            "means": self.means_,
+            "stds": self.stds_,
+            "indicator_columns": self.indicator_columns_,
+            "categories": self.categories_,
+            "feature_names_out": self.feature_names_out_,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TabularPreprocessor:
+        pre = cls(state["numeric_columns"], state["categorical_columns"])
+        pre.medians_ = {k: float(v) for k, v in state["medians"].items()}
+        pre.means_ = {k: float(v) for k, v in state["means"].items()}
+        pre.stds_ = {k: float(v) for k, v in state["stds"].items()}
+        pre.indicator_columns_ = list(state["indicator_columns"])
+        pre.categories_ = {k: list(v) for k, v in state["categories"].items()}
+        return pre
+
+    @staticmethod
+    def _as_category(series: pd.Series) -> pd.Series:
+        return series.map(lambda v: MISSING_CATEGORY if pd.isna(v) else str(v).strip())
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "medians_"):
+            raise NotFittedError("This TabularPreprocessor is not fitted yet; call fit(train_frame) first.")

@@ -1,0 +1,542 @@
+"""The training and external-validation workflows behind `medai train` and `medai evaluate`.
+
+One direction: data → task → patient-level split → preprocessing fitted on train → network trained with
+early stopping → evaluation with CIs (and in-run baselines) → artefact with manifest → report. Everything is
+written into ``OUT.partial`` and renamed to ``OUT`` at the very end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sksurv.linear_model.coxph import BreslowEstimator
+
+import medai
+from medai.core.config import OperatingPoint, RunConfig, TaskConfig, TaskKind, save_config
+from medai.core.errors import DataValidationError, InvalidParameterError, RunStateError
+from medai.core.hashing import sha256_file
+from medai.core.outputs import finish_run_directory, open_run_directory, write_json, write_text
+from medai.data.builtin import BUILTIN_DATASETS, load_builtin
+from medai.data.preprocess import STRATEGY, TabularPreprocessor
+from medai.data.split import SPLITS, split_indices
+from medai.evaluation.evaluate import (
+    MetricContext, SplitOutcome, evaluate_split, evaluate_subgroups, missingness_profile, operating_points,
+    subgroup_columns,
+)
+from medai.evaluation.operating_point import choose_threshold
+from medai.evaluation.report import write_report
+from medai.evaluation.survival import choose_horizons, format_horizon
+from medai.io.tabular import read_table
+from medai.models import build_model
+from medai.models.baselines import BASELINES, DEFAULT_BASELINES, FittedBaseline, check_baselines
+from medai.registry.artifact import Artifact, load_artifact, save_artifact
+from medai.registry.model_card import build_model_card, render_model_card
+from medai.registry.predictor import Predictor
+from medai.tasks.tabular import TabularTask, build_tabular_task
+from medai.training.losses import make_loss
+from medai.training.trainer import CHECKPOINT_NAME, Trainer
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """What a finished run or evaluation produced (the same content as its files)."""
+
+    out: Path
+    kind: TaskKind
+    metrics: dict[str, Any]
+    baselines: dict[str, Any]
+    run: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------------------------------- data
+def load_data(config_data, *, announce: Progress = lambda s: None) -> tuple[pd.DataFrame, str, str | None]:
+    """The table, a name for messages, and the file's sha256 (None for built-in datasets)."""
+    if config_data.builtin is not None:
+        info = BUILTIN_DATASETS.get(config_data.builtin)
+        announce(f"Data: built-in dataset '{info.name}' — {info.title} (from {info.package})")
+        return load_builtin(config_data.builtin), f"builtin:{info.name}", None
+    path = Path(config_data.path)
+    frame = read_table(path)
+    announce(f"Data: {path} ({len(frame)} rows, {frame.shape[1]} columns)")
+    return frame, str(path), sha256_file(path)
+
+
+def builtin_task_defaults(name: str, task: TaskConfig) -> TaskConfig:
+    """Fill outcome columns the user did not give from the built-in dataset's declaration."""
+    info = BUILTIN_DATASETS.get(name)
+    updates: dict[str, Any] = {}
+    if info.task == "survival":
+        if task.time is None and task.event is None and task.label is None:
+            updates.update(kind=TaskKind.SURVIVAL, time=info.time, event=info.event)
+    elif task.label is None and task.time is None:
+        updates["label"] = info.label
+    if task.id is None and info.id_column:
+        updates["id"] = info.id_column
+    if task.positive_class is None and info.positive_class is not None:
+        updates["positive_class"] = info.positive_class
+    if task.features is None and info.features is not None:
+        updates["features"] = tuple(info.features)
+    return dataclasses.replace(task, **updates) if updates else task
+
+
+# ----------------------------------------------------------------------------------------------------- train
+def train(
+    config: RunConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    announce: Progress = lambda s: None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Run a whole training job into ``out`` (see docs/run-directory.md for the files)."""
+    out = Path(out)
+    work = open_run_directory(out, resume=resume)
+    _check_resume_config(work, config, resume)
+    seed = config.training.seed
+    torch.use_deterministic_algorithms(True)
+
+    frame, source, data_sha = load_data(config.data, announce=announce)
+    if config.data.builtin is not None:
+        config = config.replace(task=builtin_task_defaults(config.data.builtin, config.task))
+    split_column = config.split.column
+    task = build_tabular_task(frame, config.task, source, exclude=(split_column,) if split_column else ())
+    baseline_names = config.baselines if config.baselines is not None else DEFAULT_BASELINES[task.kind]
+    check_baselines(tuple(baseline_names), task.kind)
+    if task.kind is not TaskKind.SURVIVAL and config.training.batch_size is None:
+        pass  # full batch is allowed for every kind
+    announce(_describe_task(task))
+
+    split = _split(frame, task, config, source)
+    split_of = np.empty(len(frame), dtype=object)
+    for name in SPLITS:
+        split_of[split[name]] = name
+    announce("Split: " + split["strategy"] + " — " + ", ".join(f"{s} {len(split[s])}" for s in SPLITS))
+
+    preprocessor = TabularPreprocessor(task.numeric_columns, task.categorical_columns).fit(
+        task.features.iloc[split["train"]])
+    x = {s: preprocessor.transform(task.features.iloc[split[s]], source) for s in SPLITS}
+    targets, task_meta = _targets(task, split, config)
+    task_meta["in_features"] = int(x["train"].shape[1])
+
+    torch.manual_seed(seed)
+    model = build_model(config.model.name, task_meta["in_features"], task_meta["out_features"], config.model.params)
+    n_weights = sum(p.numel() for p in model.parameters())
+    announce(f"Model: {_model_description(config, task.kind)} ({n_weights:,} weights), seed {seed}")
+    loss = make_loss(task.kind, targets["train"][0] if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS) else None,
+                     task_meta["out_features"], config.training.class_weight)
+    batch_size = None if task.kind is TaskKind.SURVIVAL and config.training.batch_size is None else (
+        config.training.batch_size)
+    trainer = Trainer(
+        model, loss, max_epochs=config.training.max_epochs, batch_size=batch_size,
+        learning_rate=config.training.learning_rate, weight_decay=config.training.weight_decay,
+        patience=config.training.patience, seed=seed, checkpoint_dir=work / "checkpoints",
+        checkpoint_every=config.training.checkpoint_every, progress=progress, on_epoch_end=on_epoch_end,
+    )
+    tensors = {s: (torch.from_numpy(x[s]), *(torch.from_numpy(t) for t in targets[s])) for s in SPLITS}
+    can_resume = resume and (work / "checkpoints" / CHECKPOINT_NAME).is_file()
+    if resume and not can_resume:
+        announce("No checkpoint in the interrupted run: training starts from epoch 0.")
+    result = trainer.fit(tensors["train"], tensors["val"], resume=can_resume)
+    if result.resumed_from_epoch is not None:
+        announce(f"Resumed from epoch {result.resumed_from_epoch}.")
+    announce(f"Training: {result.epochs_run} epochs, best epoch {result.best_epoch} "
+             f"(validation loss {result.best_val_loss:.4f}){', stopped early' if result.stopped_early else ''}")
+
+    # ---- the artefact in memory, then thresholds chosen on validation
+    task_meta["logit_offset"] = _logit_offset(task, targets["train"], config)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    artifact = Artifact(path=work / "model", config=config, task=task_meta, preprocessor=preprocessor.to_dict(),
+                        thresholds={}, weights=state, survival_baseline=None, model_card={}, sha256="")
+    predictor = Predictor(artifact)
+    scores = {s: predictor.scores(x[s]) for s in SPLITS}
+    thresholds = {"chosen_on": "val"}
+    if task.kind is TaskKind.SURVIVAL:
+        artifact.survival_baseline = _breslow(scores["train"], targets["train"][0], targets["train"][1])
+        task_meta["horizons"] = list(config.evaluation.horizons or choose_horizons(
+            targets["train"][1], targets["train"][0]))
+        thresholds.update(method="median validation risk", risk_group_cutoff=float(np.median(scores["val"])))
+    elif task.kind is TaskKind.BINARY:
+        method = config.evaluation.operating_point
+        threshold = choose_threshold(task.y[split["val"]], scores["val"], method=method.value,
+                                     target_sensitivity=config.evaluation.target_sensitivity)
+        thresholds.update(method=method.value, threshold=float(threshold),
+                          target_sensitivity=config.evaluation.target_sensitivity
+                          if method is OperatingPoint.SENSITIVITY else None)
+    artifact.thresholds = thresholds
+
+    # ---- evaluation
+    announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
+    outcomes = {s: _outcome(task, split[s], scores[s], predictor) for s in SPLITS}
+    context = _context(task, task_meta, thresholds, split, outcomes)
+    metrics = {s: evaluate_split(outcomes[s], context[s], config.evaluation, seed) for s in ("val", "test")}
+    points = (operating_points(outcomes["val"], outcomes["test"], config.evaluation, seed)
+              if task.kind is TaskKind.BINARY else None)
+    baselines = _baselines(baseline_names, task, x, split, config, seed, context, announce)
+    test_frame = frame.iloc[split["test"]].reset_index(drop=True)
+    groups = subgroup_columns(test_frame, config.evaluation.subgroups)
+    subgroups = evaluate_subgroups(groups, outcomes["test"], context["test"], metrics["test"], config.evaluation, seed)
+    missingness = missingness_profile(task.features, split_of)
+
+    # ---- files
+    created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run = {
+        "name": config.name,
+        "created": created,
+        "medai_version": medai.__version__,
+        "seed": seed,
+        "task": _task_summary(task, task_meta),
+        "data": {"source": source, "sha256": data_sha, "n_rows": len(frame),
+                 "feature_columns": task.numeric_columns + task.categorical_columns},
+        "split": {"strategy": split["strategy"], "seed": config.split.seed,
+                  "n": {s: int(len(split[s])) for s in SPLITS}},
+        "model": {"name": config.model.name, "description": _model_description(config, task.kind),
+                  "params": config.model.params, "n_weights": int(n_weights)},
+        "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                     "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
+                     "resumed_from_epoch": result.resumed_from_epoch, "history": result.history},
+        "operating_point": ({"method": thresholds["method"], "threshold": thresholds["threshold"]}
+                            if task.kind is TaskKind.BINARY else None),
+        "horizons": task_meta.get("horizons"),
+        "baselines": {name: BASELINES.get(name).title for name in baseline_names},
+        "warnings": task.warnings,
+    }
+    predictions = pd.concat(
+        [_prediction_rows(task, split[s], s, predictor, scores[s]) for s in SPLITS if s != "train"],
+        ignore_index=True)
+    write_text(work / "predictions.csv", predictions.to_csv(index=False))
+    write_json(work / "metrics.json", metrics)
+    write_json(work / "baselines.json", baselines)
+    write_json(work / "missingness.json", missingness)
+    write_json(work / "subgroups.json", subgroups)
+    if points is not None:
+        write_json(work / "operating_points.json", points)
+    write_json(work / "run.json", run)
+
+    card = build_model_card(run, metrics, baselines, subgroups, STRATEGY, dataclasses.asdict(config.model_card))
+    digest = save_artifact(
+        work / "model", state_dict=state, config=config, task=task_meta, preprocessor=preprocessor.to_dict(),
+        thresholds=thresholds, model_card_md=render_model_card(card), model_card=card,
+        survival_baseline=artifact.survival_baseline,
+    )
+    _check_artifact_reproduces(work / "model", task.features.iloc[split["test"]], scores["test"])
+    write_report(work)
+    final = finish_run_directory(work, out)
+    run["artifact_sha256"] = digest
+    return RunResult(out=final, kind=task.kind, metrics=metrics, baselines=baselines, run=run)
+
+
+def _check_resume_config(work: Path, config: RunConfig, resume: bool) -> None:
+    saved = work / "checkpoints" / "config.json"
+    if resume and saved.exists():
+        if json.loads(saved.read_text()) != json.loads(json.dumps(config.to_dict())):
+            raise RunStateError(
+                f"Cannot resume {work}: the command's configuration differs from the interrupted run's "
+                f"({saved}). Resume with the same command, or start a new run with another --out."
+            )
+    else:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        save_config(config, saved)
+
+
+def _split(frame: pd.DataFrame, task: TabularTask, config: RunConfig, source: str) -> dict[str, Any]:
+    column = config.split.column
+    if column is not None:
+        if column not in frame.columns:
+            raise DataValidationError(f"{source}: split column '{column}' not found.")
+        values = frame[column].astype(str).str.strip().str.lower()
+        bad = ~values.isin(SPLITS)
+        if bad.any():
+            raise DataValidationError(
+                f"{source}: split column '{column}' must hold train, val or test; {int(bad.sum())} row(s) hold "
+                "other values."
+            )
+        result: dict[str, Any] = {s: np.flatnonzero(values.to_numpy() == s) for s in SPLITS}
+        for s in SPLITS:
+            if len(result[s]) == 0:
+                raise DataValidationError(f"{source}: split column '{column}' has no '{s}' rows.")
+        result["strategy"] = f"predefined (column '{column}')"
+        return result
+    result = split_indices(task.strata, groups=task.groups, val_fraction=config.split.val_fraction,
+                           test_fraction=config.split.test_fraction, seed=config.split.seed)
+    what = {TaskKind.SURVIVAL: "event", TaskKind.REGRESSION: "target quintile"}.get(task.kind, "class")
+    result["strategy"] = (f"by patient ('{config.task.patient_id}'), stratified by {what}" if task.groups is not None
+                          else f"random, stratified by {what}")
+    result["strategy"] += (f"; val {config.split.val_fraction:.0%}, test {config.split.test_fraction:.0%}, "
+                           f"seed {config.split.seed}")
+    return result
+
+
+def _targets(task: TabularTask, split: dict[str, Any], config: RunConfig):
+    """Per split, the target tensors in loss order, and the task metadata stored in the artefact."""
+    meta: dict[str, Any] = {"kind": task.kind.value, "label": task.label, "time": task.time_column,
+                            "event": task.event_column, "id_column": config.task.id,
+                            "class_names": task.class_names, "positive_class": task.positive_class}
+    targets = {}
+    if task.kind is TaskKind.SURVIVAL:
+        meta["out_features"] = 1
+        for s in SPLITS:
+            targets[s] = (task.event[split[s]].astype(np.float32), task.time[split[s]].astype(np.float32))
+    elif task.kind is TaskKind.REGRESSION:
+        train_y = task.y[split["train"]]
+        meta.update(out_features=1, target_mean=float(train_y.mean()), target_std=float(train_y.std()) or 1.0)
+        for s in SPLITS:
+            targets[s] = (((task.y[split[s]] - meta["target_mean"]) / meta["target_std"]).astype(np.float32),)
+    else:
+        meta["out_features"] = 1 if task.kind is TaskKind.BINARY else len(task.class_names)
+        for s in SPLITS:
+            targets[s] = (task.y[split[s]].astype(np.int64),)
+    return targets, meta
+
+
+def _logit_offset(task: TabularTask, train_targets, config: RunConfig):
+    """Undo class reweighting at prediction time (prior correction, King & Zeng 2001): a loss that weights
+    class k by w_k learns logits shifted by log w_k, so subtracting log w_k restores calibrated probabilities."""
+    if config.training.class_weight != "balanced" or task.kind not in (TaskKind.BINARY, TaskKind.MULTICLASS):
+        return 0.0
+    y = train_targets[0]
+    if task.kind is TaskKind.BINARY:
+        n_pos = float(y.sum())
+        return [float(np.log((len(y) - n_pos) / max(n_pos, 1.0)))]
+    counts = np.bincount(y, minlength=len(task.class_names)).astype(float)
+    return np.log(len(y) / (len(counts) * np.maximum(counts, 1.0))).tolist()
+
+
+def _breslow(log_risk: np.ndarray, event: np.ndarray, time: np.ndarray) -> dict[str, Any]:
+    """Breslow estimate of the baseline cumulative hazard on the training split (scikit-survival)."""
+    offset = float(np.mean(log_risk))
+    estimator = BreslowEstimator().fit(log_risk - offset, event.astype(bool), time.astype(float))
+    hazard = estimator.cum_baseline_hazard_
+    return {"method": "Breslow (scikit-survival BreslowEstimator) on the training split",
+            "risk_offset": offset, "time": hazard.x.tolist(), "cumulative_hazard": hazard.y.tolist()}
+
+
+def _outcome(task: TabularTask, index: np.ndarray, scores: np.ndarray, predictor: Predictor) -> SplitOutcome:
+    if task.kind is TaskKind.SURVIVAL:
+        time = task.time[index]
+        grid = survival_grid(time)
+        return SplitOutcome(task.kind, scores, time=time, event=task.event[index],
+                            surv_grid=predictor.survival_at(scores, grid.tolist()))
+    return SplitOutcome(task.kind, scores, y=task.y[index])
+
+
+def survival_grid(time: np.ndarray, n_points: int = 25) -> np.ndarray:
+    """Time grid for the integrated Brier score: 10th to 80th percentile of the split's follow-up times, where
+    the censoring distribution is still estimable."""
+    low, high = np.percentile(time, [10, 80])
+    return np.linspace(low, high, n_points)
+
+
+def _context(task, task_meta, thresholds, split, outcomes) -> dict[str, MetricContext]:
+    contexts = {}
+    for s in SPLITS:
+        context = MetricContext(class_names=task.class_names, threshold=thresholds.get("threshold"))
+        if task.kind is TaskKind.SURVIVAL:
+            context.train_time = task.time[split["train"]]
+            context.train_event = task.event[split["train"]]
+            context.horizons = task_meta["horizons"]
+            context.grid = survival_grid(outcomes[s].time)
+        contexts[s] = context
+    return contexts
+
+
+def _baselines(names, task, x, split, config, seed, context, announce) -> dict[str, Any]:
+    results = {}
+    for name in names:
+        baseline = FittedBaseline(name, task.kind, seed)
+        train_index = split["train"]
+        if task.kind is TaskKind.SURVIVAL:
+            baseline.fit(x["train"], time=task.time[train_index], event=task.event[train_index])
+        else:
+            baseline.fit(x["train"], y=task.y[train_index])
+        tables = {}
+        val_scores = baseline.scores(x["val"])
+        for s in ("val", "test"):
+            scores = val_scores if s == "val" else baseline.scores(x[s])
+            ctx = dataclasses.replace(context[s])
+            if task.kind is TaskKind.BINARY:  # the baseline gets its own operating point, chosen the same way
+                ctx.threshold = choose_threshold(task.y[split["val"]], val_scores,
+                                                 method=config.evaluation.operating_point.value,
+                                                 target_sensitivity=config.evaluation.target_sensitivity)
+            if task.kind is TaskKind.SURVIVAL:
+                outcome = SplitOutcome(task.kind, scores, time=task.time[split[s]], event=task.event[split[s]],
+                                       surv_grid=baseline.survival_on(x[s], ctx.grid))
+            else:
+                outcome = SplitOutcome(task.kind, scores, y=task.y[split[s]])
+            tables[s] = evaluate_split(outcome, ctx, config.evaluation, seed)
+        results[name] = tables
+        headline = _headline_metric(task.kind)
+        announce(f"Baseline {name}: test {headline} {_fmt(tables['test'].get(headline))}")
+    return results
+
+
+def _prediction_rows(task: TabularTask, index, split_name, predictor: Predictor, scores) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": task.ids[index], "split": split_name})
+    if task.kind is TaskKind.SURVIVAL:
+        frame["time"] = task.time[index]
+        frame["event"] = task.event[index]
+    elif task.kind is TaskKind.REGRESSION:
+        frame["target"] = task.y[index]
+    else:
+        frame["label"] = np.asarray(task.class_names, dtype=object)[task.y[index]]
+    return pd.concat([frame, predictor.format_scores(scores)], axis=1)
+
+
+def _check_artifact_reproduces(model_dir: Path, features: pd.DataFrame, expected: np.ndarray) -> None:
+    """Reload the saved artefact and check it reproduces the evaluated test scores (catches save bugs)."""
+    reloaded = Predictor.load(model_dir)
+    scores = reloaded.scores(reloaded.encode(features))
+    if not np.allclose(scores, expected, rtol=1e-5, atol=1e-6):
+        raise RunStateError(f"The saved artefact in {model_dir} does not reproduce the evaluated predictions.")
+
+
+def _task_summary(task: TabularTask, meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta[k] for k in ("kind", "label", "time", "event", "class_names", "positive_class")}
+
+
+def _describe_task(task: TabularTask) -> str:
+    n_features = len(task.numeric_columns) + len(task.categorical_columns)
+    features = f"{n_features} features ({len(task.numeric_columns)} numeric, {len(task.categorical_columns)} categorical)"
+    if task.kind is TaskKind.SURVIVAL:
+        return (f"Task: survival — time '{task.time_column}', event '{task.event_column}' "
+                f"({int(task.event.sum())} events in {len(task.event)} records); {features}")
+    if task.kind is TaskKind.REGRESSION:
+        return f"Task: regression of '{task.label}'; {features}"
+    counts = np.bincount(task.y, minlength=len(task.class_names))
+    classes = ", ".join(f"{c} {n}" for c, n in zip(task.class_names, counts))
+    positive = f", positive class '{task.positive_class}'" if task.positive_class else ""
+    return f"Task: {task.kind.value} classification of '{task.label}' ({classes}{positive}); {features}"
+
+
+def _model_description(config: RunConfig, kind: TaskKind) -> str:
+    params = config.model.params
+    if config.model.name == "mlp":
+        hidden = params.get("hidden_sizes", [64, 32])
+        base = f"MLP {list(hidden)}"
+        return {TaskKind.SURVIVAL: f"DeepSurv ({base}, Cox partial likelihood, Efron ties)",
+                TaskKind.REGRESSION: f"{base} regressor (squared error)",
+                }.get(kind, f"{base} classifier (cross-entropy)")
+    return config.model.name
+
+
+def _headline_metric(kind: TaskKind) -> str:
+    return {TaskKind.SURVIVAL: "c_index", TaskKind.REGRESSION: "rmse"}.get(kind, "auroc")
+
+
+def _fmt(entry: dict | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    ci = f" ({low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+    return f"{entry['value']:.3f}{ci}"
+
+
+# ------------------------------------------------------------------------------------------------- evaluate
+def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = lambda s: None,
+                      n_resamples: int | None = None) -> RunResult:
+    """External validation of a trained run on new data; writes split ``external``.
+
+    Uno's C uses the external data's own censoring distribution (the training data is not stored).
+    """
+    artifact = load_artifact(run_dir)
+    predictor = Predictor(artifact)
+    meta = artifact.task
+    kind = TaskKind(meta["kind"])
+    config = artifact.config
+    evaluation = config.evaluation if n_resamples is None else dataclasses.replace(config.evaluation,
+                                                                                   n_resamples=n_resamples)
+    work = open_run_directory(Path(out))
+    frame, source, data_sha = load_data(data, announce=announce)
+    features = predictor.preprocessor.numeric_columns + predictor.preprocessor.categorical_columns
+    task_config = TaskConfig(kind=kind, label=meta["label"], time=meta["time"], event=meta["event"],
+                             id=meta["id_column"] if meta.get("id_column") in frame.columns else None,
+                             positive_class=meta.get("positive_class"), features=tuple(features))
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise DataValidationError(
+            f"{source}: the model needs feature column(s) {', '.join(missing)}, absent from this data. External "
+            "data must use the training column names (empty cells are allowed)."
+        )
+    task = build_tabular_task(frame, task_config, source)
+    if kind in (TaskKind.BINARY, TaskKind.MULTICLASS):
+        task = _align_classes(task, meta["class_names"], source)
+    x = predictor.encode(frame, source)
+    unseen = predictor.preprocessor.unseen_categories(frame)
+    warnings = list(task.warnings) + [f"Column '{c}': {n} value(s) not seen in training, encoded as all zeros."
+                                      for c, n in unseen.items()]
+    scores = predictor.scores(x)
+    index = np.arange(len(frame))
+    outcome = _outcome(task, index, scores, predictor)
+    context = MetricContext(class_names=meta["class_names"], threshold=artifact.thresholds.get("threshold"))
+    if kind is TaskKind.SURVIVAL:
+        context.train_time, context.train_event = task.time, task.event
+        context.horizons, context.grid = meta["horizons"], survival_grid(task.time)
+    announce(f"Evaluating on {len(frame)} external records with {evaluation.n_resamples} bootstrap resamples ...")
+    metrics = {"external": evaluate_split(outcome, context, evaluation, config.training.seed)}
+    groups = subgroup_columns(frame, evaluation.subgroups)
+    subgroups = evaluate_subgroups(groups, outcome, context, metrics["external"], evaluation, config.training.seed)
+    split_of = np.full(len(frame), "external", dtype=object)
+    missingness = missingness_profile(task.features, split_of)
+    run = {
+        "name": f"{config.name} — external validation",
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "medai_version": medai.__version__,
+        "seed": config.training.seed,
+        "evaluated_model": {"path": str(artifact.path), "sha256": artifact.sha256},
+        "task": {k: meta[k] for k in ("kind", "label", "time", "event", "class_names", "positive_class")},
+        "data": {"source": source, "sha256": data_sha, "n_rows": len(frame), "feature_columns": features},
+        "split": {"strategy": "external validation (all records)", "n": {"external": len(frame)}},
+        "model": {"name": config.model.name, "description": _model_description(config, kind),
+                  "params": config.model.params},
+        "operating_point": ({"method": artifact.thresholds["method"], "threshold": artifact.thresholds["threshold"]}
+                            if kind is TaskKind.BINARY else None),
+        "horizons": meta.get("horizons"),
+        "warnings": warnings,
+    }
+    predictions = _prediction_rows(task, index, "external", predictor, scores)
+    write_text(work / "predictions.csv", predictions.to_csv(index=False))
+    write_json(work / "metrics.json", metrics)
+    write_json(work / "missingness.json", missingness)
+    write_json(work / "subgroups.json", subgroups)
+    write_json(work / "run.json", run)
+    write_report(work)
+    final = finish_run_directory(work, Path(out))
+    return RunResult(out=final, kind=kind, metrics=metrics, baselines={}, run=run)
+
+
+def _align_classes(task: TabularTask, class_names: list[str], source: str) -> TabularTask:
+    """Re-express the external labels with the training class indices."""
+    names = np.asarray(task.class_names, dtype=object)[task.y]
+    unknown = sorted(set(names) - set(class_names))
+    if unknown:
+        raise DataValidationError(
+            f"{source}: label column '{task.label}' holds class(es) {', '.join(unknown)} the model was not trained "
+            f"on (classes: {', '.join(class_names)})."
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    return dataclasses.replace(task, y=np.array([index[n] for n in names], dtype=np.int64), class_names=class_names)
+
+
+# -------------------------------------------------------------------------------------------------- predict
+def predict_file(run_dir: Path, input_path: Path) -> tuple[pd.DataFrame, Predictor]:
+    """Predictions for every row of a CSV/Parquet file."""
+    predictor = Predictor.load(run_dir)
+    frame = read_table(input_path)
+    if len(frame) == 0:
+        raise DataValidationError(f"{input_path}: no rows to predict.")
+    return predictor.predict(frame, source=str(input_path)), predictor
+
+
+def _unused() -> None:  # pragma: no cover - keeps linters quiet about re-exported names
+    InvalidParameterError

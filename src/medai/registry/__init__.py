@@ -1,0 +1,1 @@
+"""Model artefacts: weights (safetensors), resolved config, preprocessing, thresholds, model card, manifest."""

@@ -1,0 +1,109 @@
+"""The Predictor: one object that turns new records into predictions, used by `medai predict`, `medai evaluate`
+and (later) the service. It only ever runs a verified artefact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medai.core.config import TaskKind
+from medai.data.preprocess import TabularPreprocessor
+from medai.evaluation.survival import format_horizon
+from medai.models import build_model
+from medai.registry.artifact import Artifact, load_artifact
+
+
+class Predictor:
+    """Predictions from a model artefact.
+
+    Output columns: ``id``; binary ``score`` (calibrated probability of the positive class) and ``pred`` (class
+    at the operating threshold); multi-class ``score_<class>`` and ``pred`` (most probable class); regression
+    ``score`` = ``pred`` (prediction in the target's unit); survival ``score`` (log relative risk; higher =
+    worse), ``surv_<t>`` (predicted survival probability at horizon t) and ``pred`` (``high``/``low`` risk group at
+    the validation median).
+    """
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.task = artifact.task
+        self.kind = TaskKind(self.task["kind"])
+        self.preprocessor = TabularPreprocessor.from_dict(artifact.preprocessor)
+        config = artifact.config
+        self.model = build_model(config.model.name, self.task["in_features"], self.task["out_features"],
+                                 config.model.params)
+        self.model.load_state_dict(artifact.weights)
+        self.model.eval()
+
+    @classmethod
+    def load(cls, path: str | Path) -> Predictor:
+        return cls(load_artifact(path))
+
+    @property
+    def model_id(self) -> dict[str, str]:
+        return {"name": self.artifact.config.name, "sha256": self.artifact.sha256}
+
+    def encode(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
+        return self.preprocessor.transform(frame, source=source)
+
+    @torch.no_grad()
+    def raw_output(self, x: np.ndarray) -> np.ndarray:
+        """Network output ``(n, out_features)`` with the training-time class reweighting undone."""
+        output = self.model(torch.from_numpy(x)).numpy().astype(np.float64)
+        return output - np.asarray(self.task.get("logit_offset", 0.0))
+
+    def predict(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+        """Predict for every row of ``frame`` (feature columns as in training; extra columns are ignored)."""
+        frame = frame.reset_index(drop=True)
+        id_column = self.task.get("id_column")
+        ids = frame[id_column].astype(str) if id_column and id_column in frame.columns else (
+            pd.Series(np.arange(1, len(frame) + 1)).astype(str))
+        scores = self.scores(self.encode(frame, source))
+        out = pd.DataFrame({"id": ids.to_numpy()})
+        return pd.concat([out, self.format_scores(scores)], axis=1)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Binary: P(positive) ``(n,)``; multi-class: probabilities ``(n, K)``; regression: prediction ``(n,)``;
+        survival: log relative risk ``(n,)``."""
+        output = self.raw_output(x)
+        if self.kind is TaskKind.BINARY:
+            return 1.0 / (1.0 + np.exp(-output[:, 0]))
+        if self.kind is TaskKind.MULTICLASS:
+            shifted = output - output.max(axis=1, keepdims=True)
+            probabilities = np.exp(shifted)
+            return probabilities / probabilities.sum(axis=1, keepdims=True)
+        if self.kind is TaskKind.REGRESSION:
+            return output[:, 0] * self.task["target_std"] + self.task["target_mean"]
+        return output[:, 0]
+
+    def survival_at(self, log_risk: np.ndarray, horizons: list[float]) -> np.ndarray:
+        """S(t | x) = exp(-H0(t) exp(h(x))) with the Breslow H0 of the training split; ``(n, len(horizons))``."""
+        baseline = self.artifact.survival_baseline
+        times = np.asarray(baseline["time"], dtype=float)
+        cumulative = np.asarray(baseline["cumulative_hazard"], dtype=float)
+        index = np.searchsorted(times, np.asarray(horizons, dtype=float), side="right") - 1
+        h0 = np.where(index >= 0, cumulative[np.clip(index, 0, None)], 0.0)
+        return np.exp(-np.outer(np.exp(log_risk - baseline["risk_offset"]), h0))
+
+    def format_scores(self, scores: np.ndarray) -> pd.DataFrame:
+        """Score columns and ``pred`` for a batch of scores from :meth:`scores`."""
+        names = self.task.get("class_names")
+        if self.kind is TaskKind.BINARY:
+            threshold = self.artifact.thresholds["threshold"]
+            pred = np.where(scores >= threshold, names[1], names[0])
+            return pd.DataFrame({"score": scores, "pred": pred})
+        if self.kind is TaskKind.MULTICLASS:
+            frame = pd.DataFrame(scores, columns=[f"score_{c}" for c in names])
+            frame["pred"] = np.asarray(names, dtype=object)[scores.argmax(axis=1)]
+            return frame
+        if self.kind is TaskKind.REGRESSION:
+            return pd.DataFrame({"score": scores, "pred": scores})
+        horizons = self.task["horizons"]
+        surv = self.survival_at(scores, horizons)
+        frame = pd.DataFrame({"score": scores})
+        for j, t in enumerate(horizons):
+            frame[f"surv_{format_horizon(t)}"] = surv[:, j]
+        frame["pred"] = np.where(scores >= self.artifact.thresholds["risk_group_cutoff"], "high", "low")
+        return frame

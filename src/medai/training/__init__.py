@@ -1,0 +1,1 @@
+"""The plain-PyTorch training loop, losses and checkpoints."""
