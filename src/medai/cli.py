@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict, "datasets": _datasets,
                 "verify": _verify}[args.command](args)
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]internal error:[/] {exc.__class__.__name__}: {exc}. Rerun with --debug for the "
                       "traceback and report it.", soft_wrap=True)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM ends a run like Ctrl-C: checkpoint kept, resumable

@@ -22,9 +22,11 @@ from sksurv.linear_model.coxph import BreslowEstimator
 
 import medai
 from medai.core.config import OperatingPoint, RunConfig, TaskConfig, TaskKind, save_config
-from medai.core.errors import DataValidationError, InvalidParameterError, RunStateError
+from medai.core.errors import DataValidationError, RunStateError
 from medai.core.hashing import sha256_file
-from medai.core.outputs import finish_run_directory, open_run_directory, write_json, write_text
+from medai.core.outputs import (
+    check_run_directory, finish_run_directory, open_run_directory, write_json, write_text,
+)
 from medai.data.builtin import BUILTIN_DATASETS, load_builtin
 from medai.data.preprocess import STRATEGY, TabularPreprocessor
 from medai.data.split import SPLITS, split_indices
@@ -43,7 +45,7 @@ from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
 from medai.tasks.tabular import TabularTask, build_tabular_task
 from medai.training.losses import make_loss
-from medai.training.trainer import CHECKPOINT_NAME, Trainer
+from medai.training.trainer import CHECKPOINT_NAME, Trainer, TrainingResult
 
 Progress = Callable[[str], None]
 
@@ -102,8 +104,7 @@ def train(
 ) -> RunResult:
     """Run a whole training job into ``out`` (see docs/run-directory.md for the files)."""
     out = Path(out)
-    work = open_run_directory(out, resume=resume)
-    _check_resume_config(work, config, resume)
+    check_run_directory(out, resume=resume)
     seed = config.training.seed
     torch.use_deterministic_algorithms(True)
 
@@ -114,67 +115,23 @@ def train(
     task = build_tabular_task(frame, config.task, source, exclude=(split_column,) if split_column else ())
     baseline_names = config.baselines if config.baselines is not None else DEFAULT_BASELINES[task.kind]
     check_baselines(tuple(baseline_names), task.kind)
-    if task.kind is not TaskKind.SURVIVAL and config.training.batch_size is None:
-        pass  # full batch is allowed for every kind
     announce(_describe_task(task))
+    for note in task.warnings:
+        announce(f"Note: {note}")
 
     split = _split(frame, task, config, source)
     split_of = np.empty(len(frame), dtype=object)
     for name in SPLITS:
         split_of[split[name]] = name
     announce("Split: " + split["strategy"] + " — " + ", ".join(f"{s} {len(split[s])}" for s in SPLITS))
+    work = open_run_directory(out, resume=resume)  # only now: invalid input leaves nothing behind
+    _check_resume_config(work, config, resume)
 
-    preprocessor = TabularPreprocessor(task.numeric_columns, task.categorical_columns).fit(
-        task.features.iloc[split["train"]])
-    x = {s: preprocessor.transform(task.features.iloc[split[s]], source) for s in SPLITS}
-    targets, task_meta = _targets(task, split, config)
-    task_meta["in_features"] = int(x["train"].shape[1])
-
-    torch.manual_seed(seed)
-    model = build_model(config.model.name, task_meta["in_features"], task_meta["out_features"], config.model.params)
-    n_weights = sum(p.numel() for p in model.parameters())
-    announce(f"Model: {_model_description(config, task.kind)} ({n_weights:,} weights), seed {seed}")
-    loss = make_loss(task.kind, targets["train"][0] if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS) else None,
-                     task_meta["out_features"], config.training.class_weight)
-    batch_size = None if task.kind is TaskKind.SURVIVAL and config.training.batch_size is None else (
-        config.training.batch_size)
-    trainer = Trainer(
-        model, loss, max_epochs=config.training.max_epochs, batch_size=batch_size,
-        learning_rate=config.training.learning_rate, weight_decay=config.training.weight_decay,
-        patience=config.training.patience, seed=seed, checkpoint_dir=work / "checkpoints",
-        checkpoint_every=config.training.checkpoint_every, progress=progress, on_epoch_end=on_epoch_end,
-    )
-    tensors = {s: (torch.from_numpy(x[s]), *(torch.from_numpy(t) for t in targets[s])) for s in SPLITS}
-    can_resume = resume and (work / "checkpoints" / CHECKPOINT_NAME).is_file()
-    if resume and not can_resume:
-        announce("No checkpoint in the interrupted run: training starts from epoch 0.")
-    result = trainer.fit(tensors["train"], tensors["val"], resume=can_resume)
-    if result.resumed_from_epoch is not None:
-        announce(f"Resumed from epoch {result.resumed_from_epoch}.")
-    announce(f"Training: {result.epochs_run} epochs, best epoch {result.best_epoch} "
-             f"(validation loss {result.best_val_loss:.4f}){', stopped early' if result.stopped_early else ''}")
-
-    # ---- the artefact in memory, then thresholds chosen on validation
-    task_meta["logit_offset"] = _logit_offset(task, targets["train"], config)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    artifact = Artifact(path=work / "model", config=config, task=task_meta, preprocessor=preprocessor.to_dict(),
-                        thresholds={}, weights=state, survival_baseline=None, model_card={}, sha256="")
-    predictor = Predictor(artifact)
-    scores = {s: predictor.scores(x[s]) for s in SPLITS}
-    thresholds = {"chosen_on": "val"}
-    if task.kind is TaskKind.SURVIVAL:
-        artifact.survival_baseline = _breslow(scores["train"], targets["train"][0], targets["train"][1])
-        task_meta["horizons"] = list(config.evaluation.horizons or choose_horizons(
-            targets["train"][1], targets["train"][0]))
-        thresholds.update(method="median validation risk", risk_group_cutoff=float(np.median(scores["val"])))
-    elif task.kind is TaskKind.BINARY:
-        method = config.evaluation.operating_point
-        threshold = choose_threshold(task.y[split["val"]], scores["val"], method=method.value,
-                                     target_sensitivity=config.evaluation.target_sensitivity)
-        thresholds.update(method=method.value, threshold=float(threshold),
-                          target_sensitivity=config.evaluation.target_sensitivity
-                          if method is OperatingPoint.SENSITIVITY else None)
-    artifact.thresholds = thresholds
+    fitted = fit_network(task, split, config, source=source, checkpoint_dir=work / "checkpoints", resume=resume,
+                         progress=progress, announce=announce, on_epoch_end=on_epoch_end)
+    predictor, x, scores, result = fitted.predictor, fitted.x, fitted.scores, fitted.result
+    artifact, task_meta, thresholds = predictor.artifact, fitted.task_meta, predictor.artifact.thresholds
+    preprocessor, state, n_weights = predictor.preprocessor, artifact.weights, fitted.n_weights
 
     # ---- evaluation
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
@@ -237,6 +194,86 @@ def train(
     return RunResult(out=final, kind=task.kind, metrics=metrics, baselines=baselines, run=run)
 
 
+@dataclass
+class FittedNetwork:
+    """A trained network with everything derived from the training and validation splits."""
+
+    predictor: Predictor          # in-memory artefact: weights, preprocessing, thresholds, survival baseline
+    x: dict[str, np.ndarray]      # encoded features per split, (n, in_features)
+    scores: dict[str, np.ndarray]  # Predictor.scores per split
+    result: TrainingResult
+    task_meta: dict[str, Any]
+    n_weights: int
+
+
+def fit_network(
+    task: TabularTask,
+    split: dict[str, np.ndarray],
+    config: RunConfig,
+    *,
+    source: str = "input",
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    announce: Progress = lambda s: None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> FittedNetwork:
+    """Fit preprocessing on train, train the network with early stopping on val, then derive what the artefact
+    needs from train/val only: the class-reweighting offset, the operating threshold (binary), the Breslow
+    baseline hazard, horizons and risk-group cut-off (survival). The test split is only scored."""
+    seed = config.training.seed
+    preprocessor = TabularPreprocessor(task.numeric_columns, task.categorical_columns).fit(
+        task.features.iloc[split["train"]])
+    x = {s: preprocessor.transform(task.features.iloc[split[s]], source) for s in SPLITS}
+    targets, task_meta = _targets(task, split, config)
+    task_meta["in_features"] = int(x["train"].shape[1])
+
+    torch.manual_seed(seed)
+    model = build_model(config.model.name, task_meta["in_features"], task_meta["out_features"], config.model.params)
+    n_weights = sum(p.numel() for p in model.parameters())
+    announce(f"Model: {_model_description(config, task.kind)} ({n_weights:,} weights), seed {seed}")
+    loss = make_loss(task.kind, targets["train"][0] if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS) else None,
+                     task_meta["out_features"], config.training.class_weight)
+    trainer = Trainer(
+        model, loss, max_epochs=config.training.max_epochs, batch_size=config.training.batch_size,
+        learning_rate=config.training.learning_rate, weight_decay=config.training.weight_decay,
+        patience=config.training.patience, seed=seed, checkpoint_dir=checkpoint_dir,
+        checkpoint_every=config.training.checkpoint_every, progress=progress, on_epoch_end=on_epoch_end,
+    )
+    tensors = {s: (torch.from_numpy(x[s]), *(torch.from_numpy(t) for t in targets[s])) for s in SPLITS}
+    can_resume = resume and checkpoint_dir is not None and (checkpoint_dir / CHECKPOINT_NAME).is_file()
+    if resume and not can_resume:
+        announce("No checkpoint in the interrupted run: training starts from epoch 0.")
+    result = trainer.fit(tensors["train"], tensors["val"], resume=can_resume)
+    if result.resumed_from_epoch is not None:
+        announce(f"Resumed from epoch {result.resumed_from_epoch}.")
+    announce(f"Training: {result.epochs_run} epochs, best epoch {result.best_epoch} "
+             f"(validation loss {result.best_val_loss:.4f}){', stopped early' if result.stopped_early else ''}")
+
+    task_meta["logit_offset"] = _logit_offset(task, targets["train"], config)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    artifact = Artifact(path=Path("model"), config=config, task=task_meta, preprocessor=preprocessor.to_dict(),
+                        thresholds={}, weights=state, survival_baseline=None, model_card={}, sha256="")
+    predictor = Predictor(artifact)
+    scores = {s: predictor.scores(x[s]) for s in SPLITS}
+    thresholds: dict[str, Any] = {"chosen_on": "val"}
+    if task.kind is TaskKind.SURVIVAL:
+        artifact.survival_baseline = _breslow(scores["train"], targets["train"][0], targets["train"][1])
+        task_meta["horizons"] = list(config.evaluation.horizons or choose_horizons(
+            targets["train"][1], targets["train"][0]))
+        thresholds.update(method="median validation risk", risk_group_cutoff=float(np.median(scores["val"])))
+    elif task.kind is TaskKind.BINARY:
+        method = config.evaluation.operating_point
+        threshold = choose_threshold(task.y[split["val"]], scores["val"], method=method.value,
+                                     target_sensitivity=config.evaluation.target_sensitivity)
+        thresholds.update(method=method.value, threshold=float(threshold),
+                          target_sensitivity=config.evaluation.target_sensitivity
+                          if method is OperatingPoint.SENSITIVITY else None)
+    artifact.thresholds = thresholds
+    return FittedNetwork(predictor=predictor, x=x, scores=scores, result=result, task_meta=task_meta,
+                         n_weights=n_weights)
+
+
 def _check_resume_config(work: Path, config: RunConfig, resume: bool) -> None:
     saved = work / "checkpoints" / "config.json"
     if resume and saved.exists():
@@ -271,7 +308,7 @@ def _split(frame: pd.DataFrame, task: TabularTask, config: RunConfig, source: st
     result = split_indices(task.strata, groups=task.groups, val_fraction=config.split.val_fraction,
                            test_fraction=config.split.test_fraction, seed=config.split.seed)
     what = {TaskKind.SURVIVAL: "event", TaskKind.REGRESSION: "target quintile"}.get(task.kind, "class")
-    result["strategy"] = (f"by patient ('{config.task.patient_id}'), stratified by {what}" if task.groups is not None
+    result["strategy"] = (f"by patient ('{task.patient_id_column}'), stratified by {what}" if task.groups is not None
                           else f"random, stratified by {what}")
     result["strategy"] += (f"; val {config.split.val_fraction:.0%}, test {config.split.test_fraction:.0%}, "
                            f"seed {config.split.seed}")
@@ -281,7 +318,7 @@ def _split(frame: pd.DataFrame, task: TabularTask, config: RunConfig, source: st
 def _targets(task: TabularTask, split: dict[str, Any], config: RunConfig):
     """Per split, the target tensors in loss order, and the task metadata stored in the artefact."""
     meta: dict[str, Any] = {"kind": task.kind.value, "label": task.label, "time": task.time_column,
-                            "event": task.event_column, "id_column": config.task.id,
+                            "event": task.event_column, "id_column": task.id_column,
                             "class_names": task.class_names, "positive_class": task.positive_class}
     targets = {}
     if task.kind is TaskKind.SURVIVAL:
@@ -456,7 +493,7 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
     config = artifact.config
     evaluation = config.evaluation if n_resamples is None else dataclasses.replace(config.evaluation,
                                                                                    n_resamples=n_resamples)
-    work = open_run_directory(Path(out))
+    check_run_directory(Path(out))
     frame, source, data_sha = load_data(data, announce=announce)
     features = predictor.preprocessor.numeric_columns + predictor.preprocessor.categorical_columns
     task_config = TaskConfig(kind=kind, label=meta["label"], time=meta["time"], event=meta["event"],
@@ -472,6 +509,7 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
     if kind in (TaskKind.BINARY, TaskKind.MULTICLASS):
         task = _align_classes(task, meta["class_names"], source)
     x = predictor.encode(frame, source)
+    work = open_run_directory(Path(out))
     unseen = predictor.preprocessor.unseen_categories(frame)
     warnings = list(task.warnings) + [f"Column '{c}': {n} value(s) not seen in training, encoded as all zeros."
                                       for c, n in unseen.items()]
@@ -536,7 +574,3 @@ def predict_file(run_dir: Path, input_path: Path) -> tuple[pd.DataFrame, Predict
     if len(frame) == 0:
         raise DataValidationError(f"{input_path}: no rows to predict.")
     return predictor.predict(frame, source=str(input_path)), predictor
-
-
-def _unused() -> None:  # pragma: no cover - keeps linters quiet about re-exported names
-    InvalidParameterError

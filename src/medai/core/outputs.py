@@ -19,13 +19,8 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
-def open_run_directory(out: Path, *, resume: bool = False) -> Path:
-    """Create (or, with ``resume``, reopen) the work directory ``OUT.partial`` for the final ``OUT``.
-
-    Raises:
-        RunStateError: ``OUT`` already exists (runs are never overwritten), a partial run exists and
-            ``resume`` is False, or ``resume`` is True and there is nothing to resume.
-    """
+def check_run_directory(out: Path, *, resume: bool = False) -> Path:
+    """Check that ``OUT`` can be produced (see :func:`open_run_directory`) without creating anything."""
     out = Path(out)
     work = partial_path(out)
     if out.exists():
@@ -37,6 +32,19 @@ def open_run_directory(out: Path, *, resume: bool = False) -> Path:
         )
     if resume and not work.exists():
         raise RunStateError(f"Nothing to resume: {work} does not exist. Run the command without --resume.")
+    return work
+
+
+def open_run_directory(out: Path, *, resume: bool = False) -> Path:
+    """Create (or, with ``resume``, reopen) the work directory ``OUT.partial`` for the final ``OUT``.
+
+    Call it only once the inputs are validated, so that bad input leaves nothing behind.
+
+    Raises:
+        RunStateError: ``OUT`` already exists (runs are never overwritten), a partial run exists and
+            ``resume`` is False, or ``resume`` is True and there is nothing to resume.
+    """
+    work = check_run_directory(out, resume=resume)
     work.mkdir(parents=True, exist_ok=True)
     return work
 

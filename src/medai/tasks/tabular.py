@@ -63,6 +63,8 @@ class TabularTask:
     label: str | None = None
     time_column: str | None = None
     event_column: str | None = None
+    id_column: str | None = None
+    patient_id_column: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -74,6 +76,39 @@ class TabularTask:
             edges = np.quantile(self.y, [0.2, 0.4, 0.6, 0.8])
             return np.searchsorted(edges, self.y)
         return self.y
+
+
+#: Column names read as identifiers when the user names none: unique per row → record id; repeated → patient id.
+ID_NAMES = ("id", "record", "record_id", "patient", "patient_id", "patientid", "subject", "subject_id", "mrn",
+            "pid", "case_id", "study_id", "encounter_id", "hadm_id", "stay_id")
+PATIENT_ID_NAMES = ("patient", "patient_id", "patientid", "subject", "subject_id", "mrn", "pid")
+
+
+def detect_id_columns(frame: pd.DataFrame, config: TaskConfig) -> tuple[TaskConfig, list[str]]:
+    """Name the record / patient id columns when the user gave neither (identifiers must never be features).
+
+    Returns the updated config and notes saying what was chosen.
+    """
+    import dataclasses
+
+    if config.id is not None or config.patient_id is not None:
+        return config, []
+    outcome = {config.label, config.time, config.event}
+    for column in frame.columns:
+        name = str(column).lower()
+        if column in outcome or column in (config.features or ()) or not (name in ID_NAMES or name.endswith("_id")):
+            continue
+        values = frame[column]
+        if values.isna().any():
+            continue
+        if not values.duplicated().any():
+            return dataclasses.replace(config, id=column), [f"Column '{column}' read as the record id (unique per "
+                                                            "row); pass --id to choose another."]
+        if name in PATIENT_ID_NAMES:
+            return dataclasses.replace(config, patient_id=column), [
+                f"Column '{column}' read as the patient id (repeated): the split keeps each patient in one split; "
+                "pass --patient-id to choose another."]
+    return config, []
 
 
 def build_tabular_task(frame: pd.DataFrame, config: TaskConfig, source: str, exclude: tuple[str, ...] = ()) -> TabularTask:
@@ -90,6 +125,7 @@ def build_tabular_task(frame: pd.DataFrame, config: TaskConfig, source: str, exc
     """
     frame = frame.reset_index(drop=True)
     config = _resolve_outcome_columns(frame, config, source)
+    config, notes = detect_id_columns(frame, config)
     for role in ("label", "time", "event", "id", "patient_id"):
         column = getattr(config, role)
         if column is not None:
@@ -97,7 +133,7 @@ def build_tabular_task(frame: pd.DataFrame, config: TaskConfig, source: str, exc
     for column in (*(config.features or ()), *config.exclude):
         _require_column(frame, column, source, "feature" if column in (config.features or ()) else "exclude")
 
-    warnings: list[str] = []
+    warnings: list[str] = list(notes)
     if config.kind is TaskKind.SURVIVAL:
         time, event = _survival_outcome(frame, config, source)
         kind, y, class_names, positive = TaskKind.SURVIVAL, None, None, None
@@ -140,7 +176,7 @@ def build_tabular_task(frame: pd.DataFrame, config: TaskConfig, source: str, exc
         kind=kind, features=features[numeric + categorical], numeric_columns=numeric,
         categorical_columns=categorical, ids=ids, groups=groups, y=y, time=time, event=event,
         class_names=class_names, positive_class=positive, label=config.label, time_column=config.time,
-        event_column=config.event, warnings=warnings,
+        event_column=config.event, id_column=config.id, patient_id_column=config.patient_id, warnings=warnings,
     )
 
 

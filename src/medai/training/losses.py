@@ -8,7 +8,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchsurv.loss.cox import neg_partial_log_likelihood
 
 from medai.core.config import TaskKind
 
@@ -21,6 +20,9 @@ def cox_loss(log_risk: Tensor, event: Tensor, time: Tensor) -> Tensor:
         event: ``(batch,)`` 1 = event observed, 0 = censored.
         time: ``(batch,)`` follow-up time.
     """
+    # imported here: torchsurv pulls in torchmetrics (~2 s), which only survival runs should pay for
+    from torchsurv.loss.cox import neg_partial_log_likelihood
+
     if not bool(event.any()):  # a batch with no event carries no partial-likelihood information
         return log_risk.sum() * 0.0
     with warnings.catch_warnings():
