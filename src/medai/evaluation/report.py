@@ -26,6 +26,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from medai.core.errors import DataValidationError
+from medai.core.outputs import PARTIAL_SUFFIX
 
 __all__ = ["write_report"]
 
@@ -391,7 +392,7 @@ def _plot_reliability(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = 10) 
     ax.legend(loc="upper left", fontsize=8)
     ax_hist.hist(y_prob, bins=np.linspace(0, 1, n_bins + 1), color="grey", edgecolor="white")
     ax_hist.set(xlabel="Predicted probability", ylabel="Records")
-    ax_hist.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_hist.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
     return _to_base64(fig)
 
 
@@ -426,7 +427,7 @@ def _plot_decision_curve(y_true: np.ndarray, y_prob: np.ndarray, thresholds: np.
     # Treat-all falls steeply below zero; a floor keeps the clinically relevant band readable.
     ax.set(xlabel="Threshold probability", ylabel="Net benefit", xlim=(thresholds[0], thresholds[-1]),
            ylim=(-0.05, max(top * 1.15, 0.05)))
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4, fontsize=8, frameon=False)
     return _to_base64(fig)
 
 
@@ -514,7 +515,7 @@ def _plot_kaplan_meier(groups: Sequence[tuple[str, np.ndarray, np.ndarray]],
         line = ax.step(t, surv, where="post", label=f"{_mpl(label)} (n = {len(time)}, events = {int(event.sum())})")[0]
         ax.fill_between(t, ci_low, ci_high, step="post", alpha=0.2, color=line.get_color())
     ax.set(xlabel=_mpl(time_label), ylabel="Survival probability", xlim=(0, t_max), ylim=(0, 1.02))
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ticks = [float(x) for x in ax.get_xticks() if 0 <= x <= t_max]
     return _to_base64(fig), ticks
 
@@ -1052,7 +1053,10 @@ def _model_card_section(model_card: Mapping[str, Any] | None, run: Mapping[str, 
     model_dir = run_dir / "model"
     evaluated = run.get("evaluated_model") or {}
     if model_dir.is_dir():
-        location = [str(model_dir.resolve())]
+        # The report is written inside OUT.partial, which becomes OUT once the run is complete: name the final place.
+        final_dir = run_dir.resolve()
+        final_dir = final_dir.with_name(final_dir.name.removesuffix(PARTIAL_SUFFIX))
+        location = [str(final_dir / "model")]
         if (model_dir / "MANIFEST.sha256").is_file():
             location.append("Every file is listed with its sha256 in MANIFEST.sha256; check it before deployment.")
         items.append(("Model artefact", location))

@@ -42,7 +42,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         elif suffix in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(path, sep=_sniff_delimiter(path), low_memory=False)
+            delimiter = _sniff_delimiter(path)
+            _check_header(path, delimiter)
+            frame = pd.read_csv(path, sep=delimiter, low_memory=False)
         else:
             raise InvalidParameterError(
                 f"Unknown data format for {path} (suffix '{suffix or 'none'}'). "
@@ -63,6 +65,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if duplicated:
         raise DataValidationError(f"{path}: duplicated column names {duplicated}. Rename them so each is unique.")
     return frame
+
+
+def _check_header(path: Path, delimiter: str) -> None:
+    """pandas silently renames a repeated column 'a' to 'a.1'; a repeated header is an error instead."""
+    with _open_text(path) as handle:
+        header = next(csv.reader(handle, delimiter=delimiter), [])
+    names = [name.strip() for name in header]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise DataValidationError(f"{path}: duplicated column names {duplicated}. Rename them so each is unique.")
 
 
 def _sniff_delimiter(path: Path) -> str:
