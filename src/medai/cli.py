@@ -229,7 +229,7 @@ def _print_results(result: Any) -> None:
     for name in baselines:
         table.add_column(f"{name} (test)")
     names = [m for m in HEADLINE[result.kind] if any(m in metrics[s] for s in splits)]
-    names += sorted(m for m in metrics[splits[-1]] if m.startswith("td_auc_"))
+    names += sorted((m for m in metrics[splits[-1]] if m.startswith("td_auc_")), key=lambda m: float(m[7:]))
     for metric in names:
         row = [metric] + [_cell(metrics[s].get(metric)) for s in splits]
         row += [_cell(tables.get("test", {}).get(metric)) for tables in baselines.values()]

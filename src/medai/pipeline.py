@@ -160,7 +160,8 @@ def train(
                   "n": {s: int(len(split[s])) for s in SPLITS}},
         "model": {"name": config.model.name, "description": _model_description(config, task.kind),
                   "params": config.model.params, "n_weights": int(n_weights)},
-        "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+        "training": {"batch_size": config.training.resolved_batch_size(task.kind, len(split["train"])) or "full",
+                     "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                      "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
                      "resumed_from_epoch": result.resumed_from_epoch, "history": result.history},
         "operating_point": ({"method": thresholds["method"], "threshold": thresholds["threshold"]}
@@ -235,7 +236,8 @@ def fit_network(
     loss = make_loss(task.kind, targets["train"][0] if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS) else None,
                      task_meta["out_features"], config.training.class_weight)
     trainer = Trainer(
-        model, loss, max_epochs=config.training.max_epochs, batch_size=config.training.batch_size,
+        model, loss, max_epochs=config.training.max_epochs,
+        batch_size=config.training.resolved_batch_size(task.kind, len(split["train"])),
         learning_rate=config.training.learning_rate, weight_decay=config.training.weight_decay,
         patience=config.training.patience, seed=seed, checkpoint_dir=checkpoint_dir,
         checkpoint_every=config.training.checkpoint_every, progress=progress, on_epoch_end=on_epoch_end,

@@ -112,19 +112,32 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+#: Largest training split trained full-batch by default (survival).
+FULL_BATCH_MAX = 10_000
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
-    """The training loop. ``batch_size: null`` trains full-batch (the default for Cox models, whose loss
-    needs the whole risk set)."""
+    """The training loop.
+
+    ``batch_size: null`` (the default) is automatic: full batch for Cox models up to ``FULL_BATCH_MAX``
+    training records (the partial likelihood needs the whole risk set), else 64.
+    """
 
     max_epochs: int = 300
-    batch_size: int | None = 64
+    batch_size: int | None = None
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 30
     class_weight: str | None = "balanced"
     seed: int = 42
     checkpoint_every: int = 1
+
+    def resolved_batch_size(self, kind: TaskKind, n_train: int) -> int | None:
+        """The batch size used: None means the whole training split in one batch."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return None if kind is TaskKind.SURVIVAL and n_train <= FULL_BATCH_MAX else 64
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:

@@ -748,15 +748,15 @@ def _binary_section(run: Mapping[str, Any], metrics: Mapping[str, Any], predicti
         pr_curves.append((_split_label(split), y, score, _legend_metric("AUPRC", m, "auprc")))
     if curves:
         blocks.append(Figure(_plot_roc(curves), "ROC curve",
-                              "ROC curve. Legend: AUROC with 95 % bootstrap CI from metrics.json."))
+                             "ROC curve. Legend: AUROC with 95 % bootstrap CI from metrics.json."))
         blocks.append(Figure(_plot_precision_recall(pr_curves), "Precision-recall curve",
-                              "Precision-recall curve; the dotted line is the prevalence (a model without skill)."))
+                             "Precision-recall curve; the dotted line is the prevalence (a model without skill)."))
 
     y, score = split_data(primary)
     blocks.append(Figure(_plot_reliability(y, score), "Reliability diagram",
-                          f"Reliability diagram on the {_split_label(primary)} split: observed fraction of positives"
-                          f" per predicted-probability bin (95 % Wilson interval), with the number of records per"
-                          f" bin below. Points on the diagonal mean the probabilities can be taken at face value."))
+                         f"Reliability diagram on the {_split_label(primary)} split: observed fraction of positives"
+                         f" per predicted-probability bin (95 % Wilson interval), with the number of records per"
+                         f" bin below. Points on the diagonal mean the probabilities can be taken at face value."))
     calibration = _metric_rows(metrics.get(primary, {}), _CALIBRATION_KEYS)
     if calibration:
         calibration.caption = (f"Calibration on the {_split_label(primary)} split. Ideal: ECE 0, slope 1, intercept"
@@ -769,13 +769,13 @@ def _binary_section(run: Mapping[str, Any], metrics: Mapping[str, Any], predicti
 
     thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2)
     blocks.append(Figure(_plot_decision_curve(y, score, thresholds, threshold), "Decision curve",
-                          f"Decision curve on the {_split_label(primary)} split: net benefit = true positives/n −"
-                          f" false positives/n × pt/(1 − pt) at threshold probability pt. The model is useful"
-                          f" where its curve is above both 'treat all' and 'treat none'."))
+                         f"Decision curve on the {_split_label(primary)} split: net benefit = true positives/n −"
+                         f" false positives/n × pt/(1 − pt) at threshold probability pt. The model is useful"
+                         f" where its curve is above both 'treat all' and 'treat none'."))
     by_class = [(negative_name, score[y == 0]), (positive_name, score[y == 1])]
     blocks.append(Figure(_plot_score_distribution([c for c in by_class if len(c[1])], threshold),
-                          "Score distributions by class",
-                          f"Predicted probabilities on the {_split_label(primary)} split by true class."))
+                         "Score distributions by class",
+                         f"Predicted probabilities on the {_split_label(primary)} split by true class."))
     return _section("classification", "Classification performance", blocks)
 
 
@@ -911,8 +911,8 @@ def _survival_section(run: Mapping[str, Any], metrics: Mapping[str, Any], predic
     km_groups = [(g, time[(groups == g).to_numpy()], event[(groups == g).to_numpy()]) for g in order]
     km_png, ticks = _plot_kaplan_meier(km_groups, time_label)
     blocks.append(Figure(km_png, "Kaplan-Meier curves by predicted risk group",
-                          f"Kaplan-Meier survival on the {_split_label(primary)} split by predicted risk group"
-                          f" ({how}); shaded bands are log-log 95 % confidence intervals."))
+                         f"Kaplan-Meier survival on the {_split_label(primary)} split by predicted risk group"
+                         f" ({how}); shaded bands are log-log 95 % confidence intervals."))
     at_risk = Table(columns=["Risk group", *(f"t = {_fmt_horizon(round(t, 6))}" for t in ticks)],
                     caption="Numbers at risk (records still followed and event-free) at each time.")
     for label, t_group, _ in km_groups:
@@ -930,9 +930,9 @@ def _survival_section(run: Mapping[str, Any], metrics: Mapping[str, Any], predic
     td_auc = {split: points for split, points in td_auc.items() if points}
     if td_auc:
         blocks.append(Figure(_plot_td_auc({s: td_auc[s] for s in _ordered_splits(td_auc)}, time_label),
-                              "Time-dependent AUC by horizon",
-                              "Cumulative/dynamic AUC at each horizon (who has the event by t against who is"
-                              " event-free after t), with 95 % CIs."))
+                             "Time-dependent AUC by horizon",
+                             "Cumulative/dynamic AUC at each horizon (who has the event by t against who is"
+                             " event-free after t), with 95 % CIs."))
 
     curves, calibration_table = [], Table(
         columns=["Horizon", "Risk quintile", "Records", "Events by t", "Predicted", "Observed (95 % CI)"],
@@ -954,14 +954,14 @@ def _survival_section(run: Mapping[str, Any], metrics: Mapping[str, Any], predic
                                                                                  "observed_ci_high"))]
         if len(points) < len(groups_at_t):
             blocks.append(f"At {label}, {len(groups_at_t) - len(points)} risk group(s) have no Kaplan-Meier estimate"
-                         f" (follow-up ends before t): left out of the calibration figure.")
+                          f" (follow-up ends before t): left out of the calibration figure.")
         if points:
             curves.append((label, *(np.array([g[k] for g in points], dtype=float) for k in (
                 "predicted", "observed", "observed_ci_low", "observed_ci_high"))))
     if curves:
         blocks.append(Figure(_plot_survival_calibration(curves), "Calibration at each horizon",
-                              "Predicted against observed event probability by risk quintile, with 95 % CIs of"
-                              " the Kaplan-Meier estimate. Points on the diagonal are well calibrated."))
+                             "Predicted against observed event probability by risk quintile, with 95 % CIs of"
+                             " the Kaplan-Meier estimate. Points on the diagonal are well calibrated."))
         blocks.append(calibration_table)
     return _section("survival", "Survival performance", blocks)
 

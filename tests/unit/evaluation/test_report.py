@@ -140,9 +140,9 @@ def regression_run(run_dir: Path) -> Path:
     return run_dir
 
 
-def survival_run(run_dir: Path) -> Path:
+def survival_run(run_dir: Path, n_test: int = 150) -> Path:
     rng = np.random.default_rng(3)
-    pred = frame(rng, n_val=60, n_test=150)
+    pred = frame(rng, n_val=60, n_test=n_test)
     risk = rng.normal(0, 1, len(pred))
     event_time = rng.exponential(800 * np.exp(-0.8 * risk))
     censor_time = rng.uniform(200, 1500, len(pred))
@@ -154,7 +154,7 @@ def survival_run(run_dir: Path) -> Path:
         pred[f"surv_{t}"] = np.exp(-(t / 800) * np.exp(0.8 * risk))
     run_dir.mkdir(parents=True)
     pred.to_csv(run_dir / "predictions.csv", index=False)
-    run = run_json("survival", n_val=60, n_test=150, time="days", event="death")
+    run = run_json("survival", n_val=60, n_test=n_test, time="days", event="death")
     run["horizons"] = [365.0, 730.0]
     write_json(run_dir / "run.json", run)
     write_json(run_dir / "metrics.json", {
@@ -341,6 +341,11 @@ def test_survival_report(reports):
     # Calibration: five risk quintiles per horizon, 30 records each.
     assert len(re.findall(r'<th scope="row">t = 365</th>', section)) == 5
     assert len(re.findall(r'<th scope="row">t = 730</th>\s*<td>Q\d</td>\s*<td>30</td>', section)) == 5
+
+
+def test_survival_calibration_on_a_split_smaller_than_five_records(tmp_path):
+    html = write_report(survival_run(tmp_path / "run", n_test=3)).read_text(encoding="utf-8")
+    assert re.findall(r'<th scope="row">t = 365</th>\s*<td>(Q\d)</td>\s*<td>1</td>', html) == ["Q1", "Q2", "Q3"]
 
 
 def test_absent_optional_files_are_skipped(tmp_path):
