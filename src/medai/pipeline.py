@@ -391,6 +391,7 @@ def _context(task, task_meta, thresholds, split, outcomes) -> dict[str, MetricCo
 
 
 def _baselines(names, task, x, split, config, seed, context, announce) -> dict[str, Any]:
+    """Fit each baseline on train (same preprocessing), choose its threshold on val, report it on test."""
     results = {}
     for name in names:
         baseline = FittedBaseline(name, task.kind, seed)
@@ -401,19 +402,18 @@ def _baselines(names, task, x, split, config, seed, context, announce) -> dict[s
             baseline.fit(x["train"], y=task.y[train_index])
         tables = {}
         val_scores = baseline.scores(x["val"])
-        for s in ("val", "test"):
-            scores = val_scores if s == "val" else baseline.scores(x[s])
-            ctx = dataclasses.replace(context[s])
-            if task.kind is TaskKind.BINARY:  # the baseline gets its own operating point, chosen the same way
-                ctx.threshold = choose_threshold(task.y[split["val"]], val_scores,
-                                                 method=config.evaluation.operating_point.value,
-                                                 target_sensitivity=config.evaluation.target_sensitivity)
-            if task.kind is TaskKind.SURVIVAL:
-                outcome = SplitOutcome(task.kind, scores, time=task.time[split[s]], event=task.event[split[s]],
-                                       surv_grid=baseline.survival_on(x[s], ctx.grid))
-            else:
-                outcome = SplitOutcome(task.kind, scores, y=task.y[split[s]])
-            tables[s] = evaluate_split(outcome, ctx, config.evaluation, seed)
+        ctx = dataclasses.replace(context["test"])
+        if task.kind is TaskKind.BINARY:  # the baseline gets its own operating point, chosen the same way
+            ctx.threshold = choose_threshold(task.y[split["val"]], val_scores,
+                                             method=config.evaluation.operating_point.value,
+                                             target_sensitivity=config.evaluation.target_sensitivity)
+        scores = baseline.scores(x["test"])
+        if task.kind is TaskKind.SURVIVAL:
+            outcome = SplitOutcome(task.kind, scores, time=task.time[split["test"]], event=task.event[split["test"]],
+                                   surv_grid=baseline.survival_on(x["test"], ctx.grid))
+        else:
+            outcome = SplitOutcome(task.kind, scores, y=task.y[split["test"]])
+        tables["test"] = evaluate_split(outcome, ctx, config.evaluation, seed)
         results[name] = tables
         headline = _headline_metric(task.kind)
         announce(f"Baseline {name}: test {headline} {_fmt(tables['test'].get(headline))}")
