@@ -180,7 +180,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from medai.pipeline import predict_file
 
-    predictions, predictor = predict_file(args.run, args.input)
+    predictions, predictor, warnings = predict_file(args.run, args.input)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     if args.out is None:
         sys.stdout.write(predictions.to_csv(index=False))
         return 0

@@ -569,10 +569,11 @@ def _align_classes(task: TabularTask, class_names: list[str], source: str) -> Ta
 
 
 # -------------------------------------------------------------------------------------------------- predict
-def predict_file(run_dir: Path, input_path: Path) -> tuple[pd.DataFrame, Predictor]:
-    """Predictions for every row of a CSV/Parquet file."""
+def predict_file(run_dir: Path, input_path: Path) -> tuple[pd.DataFrame, Predictor, list[str]]:
+    """Predictions for every row of a CSV/Parquet file, and warnings about the input (unseen categories)."""
     predictor = Predictor.load(run_dir)
     frame = read_table(input_path)
-    if len(frame) == 0:
-        raise DataValidationError(f"{input_path}: no rows to predict.")
-    return predictor.predict(frame, source=str(input_path)), predictor
+    predictions = predictor.predict(frame, source=str(input_path))
+    warnings = [f"Column '{c}': {n} value(s) not seen in training, encoded as all zeros."
+                for c, n in predictor.preprocessor.unseen_categories(frame).items()]
+    return predictions, predictor, warnings
