@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import medai
@@ -23,8 +24,9 @@ from medai.core.config import DataConfig, EvaluationConfig, RunConfig, TaskConfi
 from medai.core.errors import InvalidParameterError, MedaiError
 from medai.core.outputs import partial_path, write_text
 
-console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+# Not a terminal (CI logs, pipes): wide enough for a results table rather than rich's default of 80 columns.
+console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 HEADLINE = {
     TaskKind.BINARY: ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "brier", "ece",
@@ -200,15 +202,18 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from medai.data.builtin import list_builtin
+    from medai.data.builtin import install_command, list_builtin
 
-    table = Table(title="Built-in datasets (read from installed packages, never downloaded)")
-    for column in ("name", "task", "rows", "what", "package (extra)", "licence"):
-        table.add_column(column, overflow="fold")
+    out_console.print("[bold]Built-in datasets[/] — read from installed packages, never downloaded. "
+                      "Use one with `medai train --data NAME`.\n")
     for info in list_builtin():
-        package = info.package + (f" ([bold]medai[{info.extra}][/])" if info.extra else "")
-        table.add_row(info.name, str(info.task), str(info.n_rows), info.title, package, info.licence)
-    out_console.print(table)
+        outcome = f"time '{info.time}' ({info.time_unit}), event '{info.event}'" if info.time else f"label '{info.label}'"
+        install = install_command(info) or "core dependency"
+        out_console.print(f"[bold]{escape(info.name)}[/] — {escape(info.title)}")
+        out_console.print(f"    {info.task} · {info.n_rows} rows · {escape(outcome)}")
+        out_console.print(f"    from {escape(info.source)} ({escape(install)})")
+        out_console.print(f"    licence: {escape(info.licence)}")
+        out_console.print(f"    cite: {escape(info.citation)}\n")
     return 0
 
 

