@@ -180,7 +180,6 @@ def train(
     write_json(work / "subgroups.json", subgroups)
     if points is not None:
         write_json(work / "operating_points.json", points)
-    write_json(work / "run.json", run)
 
     card = build_model_card(run, metrics, baselines, subgroups, STRATEGY, dataclasses.asdict(config.model_card))
     digest = save_artifact(
@@ -189,9 +188,10 @@ def train(
         survival_baseline=artifact.survival_baseline,
     )
     _check_artifact_reproduces(work / "model", task.features.iloc[split["test"]], scores["test"])
+    run["artifact_sha256"] = digest  # the manifest's hash identifies this exact model
+    write_json(work / "run.json", run)
     write_report(work)
     final = finish_run_directory(work, out)
-    run["artifact_sha256"] = digest
     return RunResult(out=final, kind=task.kind, metrics=metrics, baselines=baselines, run=run)
 
 
