@@ -35,13 +35,18 @@ def choose_threshold(
     Args:
         y_true: ``(n_samples,)`` labels, 1 = positive, 0 = negative; both classes must be present.
         y_prob: ``(n_samples,)`` predicted probability of class 1.
-        method: ``"youden"`` maximises sensitivity + specificity - 1, taking the highest threshold among ties;
-            ``"sensitivity"`` returns the highest threshold whose sensitivity is at least
-            ``target_sensitivity`` (so specificity is as high as that sensitivity allows).
+        method: ``"youden"`` maximises sensitivity + specificity - 1; ``"sensitivity"`` keeps the highest
+            specificity among thresholds whose sensitivity is at least ``target_sensitivity``.
         target_sensitivity: the sensitivity to reach, in (0, 1); used by ``method="sensitivity"``.
 
+    Every threshold in an interval between two consecutive observed scores gives the same validation
+    results; the chosen threshold is the middle of the best interval (for Youden: of the whole run of
+    thresholds reaching the maximal J), not its upper edge. On well-separated validation data the edge sits
+    on the lowest-scoring positive and the threshold would swing from 0.05 to 1.0 across resamples; the
+    middle keeps a margin on both sides.
+
     Returns:
-        A finite threshold, one of the values of ``y_prob``.
+        A finite threshold with the chosen validation sensitivity and specificity.
 
     Raises:
         InvalidParameterError: unknown ``method`` or ``target_sensitivity`` outside (0, 1).
@@ -72,9 +77,17 @@ def choose_threshold(
     # Thresholds come in decreasing order; the first is +inf (nothing predicted positive).
     fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=False)
     if method is OperatingPointMethod.YOUDEN:
-        index = int(np.argmax(tpr - fpr))  # first maximum = highest threshold among ties
+        j = tpr - fpr
+        first = int(np.argmax(j >= j.max() - _SENSITIVITY_TOL))  # highest threshold reaching the maximum
+        last = first
+        while last + 1 < len(j) and j[last + 1] >= j[first] - _SENSITIVITY_TOL:
+            last += 1  # the contiguous run of thresholds with the same maximal J
     else:
-        index = int(np.argmax(tpr >= float(target_sensitivity) - _SENSITIVITY_TOL))  # tpr reaches 1 at the end
-    threshold = float(thresholds[index])
-    # J <= 0 everywhere selects the +inf threshold; the highest score is the finite equivalent.
-    return threshold if np.isfinite(threshold) else float(p.max())
+        first = last = int(np.argmax(tpr >= float(target_sensitivity) - _SENSITIVITY_TOL))  # tpr reaches 1 at the end
+    upper = float(thresholds[first])
+    if not np.isfinite(upper):  # J <= 0 everywhere selects +inf: nothing positive; the top score is the finite edge
+        return float(p.max())
+    # thresholds[last + 1] is the next lower observed score: any threshold in (it, thresholds[last]] ... (upper]
+    # classifies the validation data identically within the run; take the middle.
+    lower = float(thresholds[last + 1]) if last + 1 < len(thresholds) else 0.0
+    return (upper + lower) / 2.0

@@ -67,9 +67,9 @@ def check_baselines(names: tuple[str, ...], kind: TaskKind) -> None:
 class FittedBaseline:
     """A fitted baseline exposing the same score conventions as the Predictor (see ``Predictor.scores``)."""
 
-    def __init__(self, name: str, kind: TaskKind, seed: int) -> None:
+    def __init__(self, name: str, kind: TaskKind | str, seed: int) -> None:
         self.name = name
-        self.kind = kind
+        self.kind = TaskKind(kind)
         self.estimator = BASELINES.get(name).build(seed)
 
     def fit(self, x: np.ndarray, y=None, time=None, event=None) -> FittedBaseline:
