@@ -181,7 +181,9 @@ def train(
     if points is not None:
         write_json(work / "operating_points.json", points)
 
-    card = build_model_card(run, metrics, baselines, subgroups, STRATEGY, dataclasses.asdict(config.model_card))
+    strategy = STRATEGY + (f" log(1 + x) applied first to: {', '.join(config.preprocessing.log1p)}."
+                           if config.preprocessing.log1p else "")
+    card = build_model_card(run, metrics, baselines, subgroups, strategy, dataclasses.asdict(config.model_card))
     digest = save_artifact(
         work / "model", state_dict=state, config=config, task=task_meta, preprocessor=preprocessor.to_dict(),
         thresholds=thresholds, model_card_md=render_model_card(card), model_card=card,
@@ -223,8 +225,8 @@ def fit_network(
     needs from train/val only: the class-reweighting offset, the operating threshold (binary), the Breslow
     baseline hazard, horizons and risk-group cut-off (survival). The test split is only scored."""
     seed = config.training.seed
-    preprocessor = TabularPreprocessor(task.numeric_columns, task.categorical_columns).fit(
-        task.features.iloc[split["train"]])
+    preprocessor = TabularPreprocessor(task.numeric_columns, task.categorical_columns,
+                                       config.preprocessing.log1p).fit(task.features.iloc[split["train"]], source)
     x = {s: preprocessor.transform(task.features.iloc[split[s]], source) for s in SPLITS}
     targets, task_meta = _targets(task, split, config)
     task_meta["in_features"] = int(x["train"].shape[1])

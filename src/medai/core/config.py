@@ -105,6 +105,20 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class PreprocessingConfig:
+    """Feature transforms fitted on the training split (see ``medai.data.preprocess``).
+
+    ``log1p`` lists numeric columns replaced by log(1 + x) before imputation and scaling — for skewed counts and
+    concentrations (lymph nodes, receptor levels); their values must be > -1.
+    """
+
+    log1p: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "log1p", tuple(self.log1p))
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A registered network (``medai.models``) and its parameters."""
 
@@ -201,6 +215,7 @@ class RunConfig:
     name: str = "run"
     description: str = ""
     split: SplitConfig = field(default_factory=SplitConfig)
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -218,6 +233,7 @@ _SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "task": TaskConfig,
     "split": SplitConfig,
+    "preprocessing": PreprocessingConfig,
     "training": TrainingConfig,
     "evaluation": EvaluationConfig,
     "model_card": ModelCardConfig,

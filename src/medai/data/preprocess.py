@@ -1,6 +1,6 @@
 """Tabular preprocessing fitted on the training split only, saved as JSON (never pickle).
 
-Numeric columns: median imputation with a missingness indicator for every column that had missing values in
+Numeric columns: optional log(1 + x) for skewed columns, then median imputation with a missingness indicator for every column that had missing values in
 the training split, then z-scoring with the training mean and SD. Categorical columns: one-hot over the
 training categories, missing as its own category, unseen categories encoded as all zeros (and counted).
 
@@ -31,14 +31,35 @@ class TabularPreprocessor:
     Args:
         numeric_columns: columns holding numbers (NaN = missing).
         categorical_columns: columns holding categories (read as strings).
+        log1p_columns: numeric columns replaced by log(1 + x) first (values must be > -1).
     """
 
-    def __init__(self, numeric_columns: list[str], categorical_columns: list[str]) -> None:
+    def __init__(self, numeric_columns: list[str], categorical_columns: list[str],
+                 log1p_columns: list[str] | tuple[str, ...] = ()) -> None:
         self.numeric_columns = list(numeric_columns)
         self.categorical_columns = list(categorical_columns)
+        self.log1p_columns = list(log1p_columns)
+        unknown = [c for c in self.log1p_columns if c not in self.numeric_columns]
+        if unknown:
+            raise DataValidationError(
+                f"preprocessing.log1p names {', '.join(unknown)}, which are not numeric feature columns "
+                f"(numeric: {', '.join(self.numeric_columns) or 'none'})."
+            )
 
-    def fit(self, frame: pd.DataFrame) -> TabularPreprocessor:
-        numeric = frame[self.numeric_columns].astype(float)
+    def _numeric(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+        numeric = frame[self.numeric_columns].apply(pd.to_numeric, errors="coerce").astype(float)
+        for column in self.log1p_columns:
+            bad = numeric[column] <= -1
+            if bad.any():
+                raise DataValidationError(
+                    f"{source}: column '{column}' is log-transformed (preprocessing.log1p) but has "
+                    f"{int(bad.sum())} value(s) <= -1. Fix them or remove '{column}' from preprocessing.log1p."
+                )
+            numeric[column] = np.log1p(numeric[column])
+        return numeric
+
+    def fit(self, frame: pd.DataFrame, source: str = "training data") -> TabularPreprocessor:
+        numeric = self._numeric(frame, source)
         medians = numeric.median()
         self.medians_ = {c: float(medians[c]) if np.isfinite(medians[c]) else 0.0 for c in self.numeric_columns}
         self.indicator_columns_ = [c for c in self.numeric_columns if numeric[c].isna().any()]
@@ -53,7 +74,8 @@ class TabularPreprocessor:
     @property
     def feature_names_out_(self) -> list[str]:
         self._check_fitted()
-        names = list(self.numeric_columns) + [f"{c}__missing" for c in self.indicator_columns_]
+        names = [f"log1p({c})" if c in self.log1p_columns else c for c in self.numeric_columns]
+        names += [f"{c}__missing" for c in self.indicator_columns_]
         for column, categories in self.categories_.items():
             names += [f"{column}={value}" for value in categories]
         return names
@@ -78,6 +100,7 @@ class TabularPreprocessor:
             )
         if not np.isfinite(numeric.fillna(0.0).to_numpy(dtype=float)).all():
             raise DataValidationError(f"{source}: numeric features contain infinite values; replace or blank them.")
+        numeric = self._numeric(frame, source)
         if self.numeric_columns:
             filled = numeric.fillna(self.medians_)
             means = np.array([self.means_[c] for c in self.numeric_columns])
@@ -106,6 +129,7 @@ class TabularPreprocessor:
             "strategy": STRATEGY,
             "numeric_columns": self.numeric_columns,
             "categorical_columns": self.categorical_columns,
+            "log1p_columns": self.log1p_columns,
             "medians": self.medians_,
             "means": self.means_,
             "stds": self.stds_,
@@ -116,7 +140,7 @@ class TabularPreprocessor:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TabularPreprocessor:
-        pre = cls(state["numeric_columns"], state["categorical_columns"])
+        pre = cls(state["numeric_columns"], state["categorical_columns"], state.get("log1p_columns", ()))
         pre.medians_ = {k: float(v) for k, v in state["medians"].items()}
         pre.means_ = {k: float(v) for k, v in state["means"].items()}
         pre.stds_ = {k: float(v) for k, v in state["stds"].items()}

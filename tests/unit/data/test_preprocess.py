@@ -39,3 +39,16 @@ def test_errors():
         pre.transform(pd.DataFrame({"a": [1.0]}), source="new.csv")
     with pytest.raises(DataValidationError, match="numeric feature column\\(s\\) a hold non-numeric text"):
         pre.transform(pd.DataFrame({"a": ["oops"], "b": [1.0]}))
+
+
+def test_log1p_columns_are_transformed_before_imputation_and_checked():
+    train = pd.DataFrame({"nodes": [0.0, 1.0, 3.0, np.nan], "age": [50.0, 60.0, 70.0, 80.0]})
+    pre = TabularPreprocessor(["nodes", "age"], [], log1p_columns=["nodes"]).fit(train)
+    assert pre.medians_["nodes"] == pytest.approx(np.log(2.0))  # median of log1p(0, 1, 3)
+    assert pre.feature_names_out_[:2] == ["log1p(nodes)", "age"]
+    again = TabularPreprocessor.from_dict(pre.to_dict())
+    np.testing.assert_array_equal(pre.transform(train), again.transform(train))
+    with pytest.raises(DataValidationError, match="column 'nodes' is log-transformed .* 1 value\\(s\\) <= -1"):
+        pre.transform(pd.DataFrame({"nodes": [-1.0], "age": [50.0]}), source="new.csv")
+    with pytest.raises(DataValidationError, match="preprocessing.log1p names size, which are not numeric"):
+        TabularPreprocessor(["nodes"], ["size"], log1p_columns=["size"])
