@@ -135,7 +135,7 @@ def train(
 
     # ---- evaluation
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
-    outcomes = {s: _outcome(task, split[s], scores[s], predictor) for s in SPLITS}
+    outcomes = {s: _outcome(task, split[s], scores[s], predictor) for s in ("val", "test")}
     context = _context(task, task_meta, thresholds, split, outcomes)
     metrics = {s: evaluate_split(outcomes[s], context[s], config.evaluation, seed) for s in ("val", "test")}
     points = (operating_points(outcomes["val"], outcomes["test"], config.evaluation, seed)
@@ -387,8 +387,10 @@ def survival_grid(time: np.ndarray, n_points: int = 25) -> np.ndarray:
 
 
 def _context(task, task_meta, thresholds, split, outcomes) -> dict[str, MetricContext]:
+    """Per evaluated split, what its metrics need: class names, threshold, and for survival the training
+    follow-up (censoring distribution for Uno's C), horizons and the IBS time grid."""
     contexts = {}
-    for s in SPLITS:
+    for s in outcomes:
         context = MetricContext(class_names=task.class_names, threshold=thresholds.get("threshold"))
         if task.kind is TaskKind.SURVIVAL:
             context.train_time = task.time[split["train"]]
