@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--id", help="record id column (kept in predictions, never used as a feature)")
     train.add_argument("--patient-id", help="patient id column: the split keeps each patient in one split")
     train.add_argument("--positive-class", help="binary: the label value that is the condition detected")
+    train.add_argument("--on-invalid", choices=["raise", "skip"],
+                       help="records with a missing/invalid outcome: stop with an error (default) or skip and count")
     train.add_argument("--seed", type=int, help="seed of the split and of training (default 42)")
     train.add_argument("--epochs", type=int, help="maximum training epochs")
     train.add_argument("--bootstrap", type=int, help="bootstrap resamples for CIs (default 1000)")
@@ -126,7 +128,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> RunConfig:
-    flags = {k: getattr(args, k) for k in ("task", "label", "time", "event", "id", "patient_id", "positive_class")}
+    flags = {k: getattr(args, k) for k in ("task", "label", "time", "event", "id", "patient_id", "positive_class",
+                                           "on_invalid")}
     if args.recipe is not None:
         if args.data is not None or any(v is not None for v in flags.values()):
             raise InvalidParameterError(
@@ -136,8 +139,8 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
         config = load_recipe(args.recipe)
     elif args.data is not None:
         data = _data_config(args.data)
-        task = TaskConfig(kind=flags.pop("task") or TaskKind.CLASSIFICATION,
-                          **{k: v for k, v in flags.items() if k != "task"})
+        kind = flags.pop("task") or TaskKind.CLASSIFICATION
+        task = TaskConfig(kind=kind, **{k: v for k, v in flags.items() if v is not None})
         name = data.builtin or Path(args.data).stem
         config = RunConfig(data=data, task=task, name=name)
     else:

@@ -113,6 +113,7 @@ def train(
         config = config.replace(task=builtin_task_defaults(config.data.builtin, config.task))
     split_column = config.split.column
     task = build_tabular_task(frame, config.task, source, exclude=(split_column,) if split_column else ())
+    frame = frame.iloc[task.rows].reset_index(drop=True)  # without records skipped for an invalid outcome
     baseline_names = config.baselines if config.baselines is not None else DEFAULT_BASELINES[task.kind]
     check_baselines(tuple(baseline_names), task.kind)
     announce(_describe_task(task))
@@ -154,7 +155,7 @@ def train(
         "medai_version": medai.__version__,
         "seed": seed,
         "task": _task_summary(task, task_meta),
-        "data": {"source": source, "sha256": data_sha, "n_rows": len(frame),
+        "data": {"source": source, "sha256": data_sha, "n_rows": len(frame), "n_skipped": task.n_skipped,
                  "feature_columns": task.numeric_columns + task.categorical_columns},
         "split": {"strategy": split["strategy"], "seed": config.split.seed,
                   "n": {s: int(len(split[s])) for s in SPLITS}},
@@ -511,7 +512,8 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
     features = predictor.preprocessor.numeric_columns + predictor.preprocessor.categorical_columns
     task_config = TaskConfig(kind=kind, label=meta["label"], time=meta["time"], event=meta["event"],
                              id=meta["id_column"] if meta.get("id_column") in frame.columns else None,
-                             positive_class=meta.get("positive_class"), features=tuple(features))
+                             positive_class=meta.get("positive_class"), features=tuple(features),
+                             on_invalid=config.task.on_invalid)
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise DataValidationError(
@@ -519,6 +521,7 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
             "data must use the training column names (empty cells are allowed)."
         )
     task = build_tabular_task(frame, task_config, source)
+    frame = frame.iloc[task.rows].reset_index(drop=True)
     if kind in (TaskKind.BINARY, TaskKind.MULTICLASS):
         task = _align_classes(task, meta["class_names"], source)
     x = predictor.encode(frame, source)
@@ -546,7 +549,8 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
         "seed": config.training.seed,
         "evaluated_model": {"path": str(artifact.path), "sha256": artifact.sha256},
         "task": {k: meta[k] for k in ("kind", "label", "time", "event", "class_names", "positive_class")},
-        "data": {"source": source, "sha256": data_sha, "n_rows": len(frame), "feature_columns": features},
+        "data": {"source": source, "sha256": data_sha, "n_rows": len(frame), "n_skipped": task.n_skipped,
+                 "feature_columns": features},
         "split": {"strategy": "external validation (all records)", "n": {"external": len(frame)}},
         "model": {"name": config.model.name, "description": _model_description(config, kind),
                   "params": config.model.params},

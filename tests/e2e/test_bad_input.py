@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -150,3 +151,19 @@ def test_interrupted_run_is_resumable_and_never_looks_complete(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "Resumed from epoch" in resumed.stderr
     assert (out / "metrics.json").is_file() and not out.with_name("run.partial").exists()
+
+
+def test_on_invalid_skip_drops_and_counts_records_with_invalid_outcomes(run_cli, tmp_path):
+    frame = make_survival_table(120)
+    frame.loc[[2, 30], "time"] = [-1.0, np.nan]
+    frame.loc[7, "event"] = 3
+    path = _csv(tmp_path, frame)
+    out = tmp_path / "run"
+    code, _, stderr = run_cli("train", "--data", path, "--time", "time", "--event", "event", "--on-invalid", "skip",
+                              "--out", out, *FAST)
+    assert code == 0, stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["data"]["n_skipped"] == 3 and run["data"]["n_rows"] == 117
+    assert any("Skipped 3 record(s)" in w and "rows 3, 8, 31" in w for w in run["warnings"])
+    ids = set(pd.read_csv(out / "predictions.csv")["id"].astype(str))
+    assert not ids & {"3", "8", "31"}  # ids keep the input's row numbers

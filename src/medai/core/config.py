@@ -60,6 +60,8 @@ class TaskConfig:
 
     Label meaning: for binary tasks ``positive_class`` is the value coded 1 (the condition being detected);
     for survival, ``event`` is 1 when the event happened at ``time`` and 0 when follow-up was censored then.
+    ``on_invalid``: ``raise`` (default) stops at the first record with an invalid outcome; ``skip`` drops such
+    records and counts them in the run's warnings (features are never silently changed).
     """
 
     kind: TaskKind = TaskKind.CLASSIFICATION
@@ -71,9 +73,12 @@ class TaskConfig:
     positive_class: str | None = None
     features: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
+    on_invalid: str = "raise"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _enum(TaskKind, self.kind, "kind", "TaskConfig"))
+        if self.on_invalid not in ("raise", "skip"):
+            raise invalid_parameter("on_invalid", "TaskConfig", "'raise' or 'skip'", self.on_invalid)
         if self.kind is TaskKind.SURVIVAL:
             if not self.time or not self.event:
                 raise InvalidParameterError(

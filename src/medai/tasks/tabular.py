@@ -46,7 +46,9 @@ class TabularTask:
         time / event: survival outcome; None otherwise.
         class_names: class names (classification), index = label code.
         positive_class: binary only: the class coded 1.
-        warnings: notes for the report (dropped columns, assumptions made).
+        warnings: notes for the report (dropped columns, assumptions made, skipped records).
+        rows: positions in the input table of the records kept (all of them unless ``on_invalid='skip'``).
+        n_skipped: records dropped for an invalid outcome (``on_invalid='skip'``).
     """
 
     kind: TaskKind
@@ -66,6 +68,8 @@ class TabularTask:
     id_column: str | None = None
     patient_id_column: str | None = None
     warnings: list[str] = field(default_factory=list)
+    rows: np.ndarray | None = None  # 0-based positions, in the input table, of the records kept
+    n_skipped: int = 0
 
     @property
     def strata(self) -> np.ndarray:
@@ -124,6 +128,7 @@ def build_tabular_task(frame: pd.DataFrame, config: TaskConfig, source: str, exc
         DataValidationError: a named column is absent, or the outcome or a feature has invalid values.
     """
     frame = frame.reset_index(drop=True)
+    n_input = len(frame)
     config = _resolve_outcome_columns(frame, config, source)
     config, notes = detect_id_columns(frame, config)
     for role in ("label", "time", "event", "id", "patient_id"):
@@ -134,6 +139,12 @@ def build_tabular_task(frame: pd.DataFrame, config: TaskConfig, source: str, exc
         _require_column(frame, column, source, "feature" if column in (config.features or ()) else "exclude")
 
     warnings: list[str] = list(notes)
+    if config.on_invalid == "skip":
+        invalid = _invalid_outcome(frame, config)
+        if invalid.any():
+            warnings.append(f"Skipped {int(invalid.sum())} record(s) with a missing or invalid outcome (data rows "
+                            f"{_rows(invalid)}), as --on-invalid skip asks.")
+            frame = frame[~invalid.to_numpy()]
     if config.kind is TaskKind.SURVIVAL:
         time, event = _survival_outcome(frame, config, source)
         kind, y, class_names, positive = TaskKind.SURVIVAL, None, None, None
@@ -177,6 +188,7 @@ def build_tabular_task(frame: pd.DataFrame, config: TaskConfig, source: str, exc
         categorical_columns=categorical, ids=ids, groups=groups, y=y, time=time, event=event,
         class_names=class_names, positive_class=positive, label=config.label, time_column=config.time,
         event_column=config.event, id_column=config.id, patient_id_column=config.patient_id, warnings=warnings,
+        rows=frame.index.to_numpy(), n_skipped=int(n_input - len(frame)),
     )
 
 
@@ -212,7 +224,8 @@ def _require_column(frame: pd.DataFrame, column: str, source: str, role: str) ->
 
 
 def _rows(mask: pd.Series, limit: int = 5) -> str:
-    rows = (np.flatnonzero(mask.to_numpy()) + 1).tolist()
+    """1-based data-row numbers of the input file where ``mask`` is true (the index holds original positions)."""
+    rows = (mask.index[mask.to_numpy()] + 1).tolist()
     text = ", ".join(map(str, rows[:limit]))
     return text + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
@@ -230,12 +243,24 @@ def _numeric_column(frame: pd.DataFrame, column: str, source: str, role: str) ->
     return values.to_numpy(dtype=float)
 
 
+def _invalid_outcome(frame: pd.DataFrame, config: TaskConfig) -> pd.Series:
+    """Rows whose outcome cannot be used: missing/non-finite label; time missing, non-numeric or <= 0; event not
+    0/1. Only used with ``on_invalid='skip'``; otherwise each case raises its own error."""
+    if config.kind is TaskKind.SURVIVAL:
+        time = pd.to_numeric(frame[config.time], errors="coerce")
+        event = frame[config.event]
+        bad_event = ~pd.to_numeric(event, errors="coerce").isin([0, 1]) if event.dtype != bool else event.isna()
+        return time.isna() | ~np.isfinite(time.fillna(0.0)) | (time <= 0) | bad_event
+    numeric = pd.to_numeric(frame[config.label], errors="coerce")
+    return frame[config.label].isna() | (numeric.notna() & ~np.isfinite(numeric.fillna(0.0)))
+
+
 def _survival_outcome(frame: pd.DataFrame, config: TaskConfig, source: str) -> tuple[np.ndarray, np.ndarray]:
     time = _numeric_column(frame, config.time, source, "time")
     if (time <= 0).any():
         raise DataValidationError(
             f"{source}: time column '{config.time}' has {int((time <= 0).sum())} value(s) <= 0 in data rows "
-            f"{_rows(pd.Series(time <= 0))}. Survival times must be positive (time from origin to event or "
+            f"{_rows(pd.Series(time <= 0, index=frame.index))}. Survival times must be positive (time from origin to event or "
             "censoring); check the unit and origin, or remove those rows."
         )
     raw = frame[config.event]
@@ -328,7 +353,7 @@ def _label_outcome(frame: pd.DataFrame, config: TaskConfig, source: str, warning
 
 def _ids(frame: pd.DataFrame, column: str | None, source: str) -> np.ndarray:
     if column is None:
-        return np.array([str(i + 1) for i in range(len(frame))])
+        return np.array([str(i + 1) for i in frame.index])
     ids = frame[column]
     if ids.isna().any():
         raise DataValidationError(f"{source}: id column '{column}' is empty in data rows {_rows(ids.isna())}.")
