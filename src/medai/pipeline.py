@@ -7,8 +7,10 @@ written into ``OUT.partial`` and renamed to ``OUT`` at the very end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import importlib.metadata
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from sksurv.linear_model.coxph import BreslowEstimator
 
 import medai
@@ -72,6 +76,21 @@ def load_data(config_data, *, announce: Progress = lambda s: None) -> tuple[pd.D
     frame = read_table(path)
     announce(f"Data: {path} ({len(frame)} rows, {frame.shape[1]} columns)")
     return frame, str(path), sha256_file(path)
+
+
+def data_provenance(config_data) -> dict[str, Any]:
+    """Where a built-in dataset comes from: package and version, licence, citation (empty for files)."""
+    if config_data.builtin is None:
+        return {}
+    info = BUILTIN_DATASETS.get(config_data.builtin)
+    try:
+        version = importlib.metadata.version(info.package)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {"builtin": info.name, "title": info.title, "package": info.package, "package_version": version,
+            "licence": info.licence, "citation": info.citation}
+
+
 
 
 def builtin_task_defaults(name: str, task: TaskConfig) -> TaskConfig:
@@ -134,17 +153,29 @@ def train(
     artifact, task_meta, thresholds = predictor.artifact, fitted.task_meta, predictor.artifact.thresholds
     preprocessor, state, n_weights = predictor.preprocessor, artifact.weights, fitted.n_weights
 
-    # ---- evaluation
+    # ---- evaluation (bootstrap CIs are the slow part: show each step)
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
     outcomes = {s: _outcome(task, split[s], scores[s], predictor) for s in ("val", "test")}
     context = _context(task, task_meta, thresholds, split, outcomes)
-    metrics = {s: evaluate_split(outcomes[s], context[s], config.evaluation, seed) for s in ("val", "test")}
-    points = (operating_points(outcomes["val"], outcomes["test"], config.evaluation, seed)
-              if task.kind is TaskKind.BINARY else None)
-    baselines = _baselines(baseline_names, task, x, split, config, seed, context, announce)
     test_frame = frame.iloc[split["test"]].reset_index(drop=True)
     groups = subgroup_columns(test_frame, config.evaluation.subgroups)
-    subgroups = evaluate_subgroups(groups, outcomes["test"], context["test"], metrics["test"], config.evaluation, seed)
+    n_steps = 2 + (task.kind is TaskKind.BINARY) + len(baseline_names) + bool(groups)
+    with steps(n_steps, enabled=progress) as step:
+        metrics = {}
+        for s in ("val", "test"):
+            step(f"{s} metrics")
+            metrics[s] = evaluate_split(outcomes[s], context[s], config.evaluation, seed)
+        points = None
+        if task.kind is TaskKind.BINARY:
+            step("operating points")
+            points = operating_points(outcomes["val"], outcomes["test"], config.evaluation, seed)
+        baselines = _baselines(baseline_names, task, x, split, config, seed, context, announce, step)
+        if groups:
+            step("subgroups")
+            subgroups = evaluate_subgroups(groups, outcomes["test"], context["test"], metrics["test"],
+                                           config.evaluation, seed)
+        else:
+            subgroups = {}
     missingness = missingness_profile(task.features, split_of)
 
     # ---- files
@@ -156,7 +187,8 @@ def train(
         "seed": seed,
         "task": _task_summary(task, task_meta),
         "data": {"source": source, "sha256": data_sha, "n_rows": len(frame), "n_skipped": task.n_skipped,
-                 "feature_columns": task.numeric_columns + task.categorical_columns},
+                 "feature_columns": task.numeric_columns + task.categorical_columns,
+                 **data_provenance(config.data)},
         "split": {"strategy": split["strategy"], "seed": config.split.seed,
                   "n": {s: int(len(split[s])) for s in SPLITS}},
         "model": {"name": config.model.name, "description": _model_description(config, task.kind),
@@ -196,6 +228,25 @@ def train(
     write_report(work)
     final = finish_run_directory(work, out)
     return RunResult(out=final, kind=task.kind, metrics=metrics, baselines=baselines, run=run)
+
+
+@contextlib.contextmanager
+def steps(total: int, *, enabled: bool = True):
+    """A progress bar over named steps; yields ``step(description)`` to call at the start of each."""
+    columns = (TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+               TimeElapsedColumn())
+    with RichProgress(*columns, disable=not enabled, transient=True) as bar:
+        task = bar.add_task("", total=total)
+        started = [False]
+
+        def step(description: str) -> None:
+            if started[0]:
+                bar.advance(task)
+            started[0] = True
+            bar.update(task, description=description)
+
+        yield step
+        bar.update(task, completed=total)
 
 
 @dataclass
@@ -402,10 +453,11 @@ def _context(task, task_meta, thresholds, split, outcomes) -> dict[str, MetricCo
     return contexts
 
 
-def _baselines(names, task, x, split, config, seed, context, announce) -> dict[str, Any]:
+def _baselines(names, task, x, split, config, seed, context, announce, step=lambda d: None) -> dict[str, Any]:
     """Fit each baseline on train (same preprocessing), choose its threshold on val, report it on test."""
     results = {}
     for name in names:
+        step(f"baseline {name}")
         baseline = FittedBaseline(name, task.kind, seed)
         train_index = split["train"]
         if task.kind is TaskKind.SURVIVAL:

@@ -52,7 +52,9 @@ def build_model_card(run: dict[str, Any], metrics: dict[str, Any], baselines: di
             "baselines": {name: tables.get("test") for name, tables in baselines.items()},
         },
         "training_data": {"source": run["data"]["source"], "sha256": run["data"]["sha256"],
-                          "n_rows": run["data"]["n_rows"], "split": run["split"]},
+                          "n_rows": run["data"]["n_rows"], "split": run["split"],
+                          **{k: run["data"][k] for k in ("package", "package_version", "licence", "citation")
+                             if run["data"].get(k)}},
         "evaluation_data": {"splits": {k: v for k, v in run["split"]["n"].items() if k != "train"}},
         "preprocessing_and_missing_data": preprocessing,
         "quantitative_analyses": {"subgroups": subgroups},
@@ -84,6 +86,9 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"- Source: {card['training_data']['source']} (sha256 {card['training_data']['sha256'] or 'n/a'})",
         f"- Records: {card['training_data']['n_rows']}; split: {card['training_data']['split']['strategy']}, "
         + ", ".join(f"{k} {v}" for k, v in card["training_data"]["split"]["n"].items()),
+        *([f"- Shipped by: {card['training_data']['package']} {card['training_data'].get('package_version') or ''}",
+           f"- Licence: {card['training_data'].get('licence', 'n/a')}",
+           f"- Cite: {card['training_data'].get('citation', 'n/a')}"] if card["training_data"].get("package") else []),
         "",
         "## Preprocessing and missing data",
         card["preprocessing_and_missing_data"],
