@@ -282,6 +282,9 @@ def fit_network(
     x = {s: preprocessor.transform(task.features.iloc[split[s]], source) for s in SPLITS}
     targets, task_meta = _targets(task, split, config)
     task_meta["in_features"] = int(x["train"].shape[1])
+    if task.kind is TaskKind.SURVIVAL and config.data.builtin is not None:
+        info = BUILTIN_DATASETS.get(config.data.builtin)
+        task_meta["time_unit"] = info.time_unit if task.time_column == info.time else None
 
     torch.manual_seed(seed)
     model = build_model(config.model.name, task_meta["in_features"], task_meta["out_features"], config.model.params)
@@ -505,7 +508,7 @@ def _check_artifact_reproduces(model_dir: Path, features: pd.DataFrame, expected
 
 
 def _task_summary(task: TabularTask, meta: dict[str, Any]) -> dict[str, Any]:
-    return {k: meta[k] for k in ("kind", "label", "time", "event", "class_names", "positive_class")}
+    return {k: meta.get(k) for k in ("kind", "label", "time", "time_unit", "event", "class_names", "positive_class")}
 
 
 def _describe_task(task: TabularTask) -> str:
@@ -600,7 +603,8 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
         "medai_version": medai.__version__,
         "seed": config.training.seed,
         "evaluated_model": {"path": str(artifact.path), "sha256": artifact.sha256},
-        "task": {k: meta[k] for k in ("kind", "label", "time", "event", "class_names", "positive_class")},
+        "task": {k: meta.get(k) for k in ("kind", "label", "time", "time_unit", "event", "class_names",
+                                          "positive_class")},
         "data": {"source": source, "sha256": data_sha, "n_rows": len(frame), "n_skipped": task.n_skipped,
                  "feature_columns": features},
         "split": {"strategy": "external validation (all records)", "n": {"external": len(frame)}},

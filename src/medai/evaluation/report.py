@@ -903,7 +903,10 @@ def _survival_section(run: Mapping[str, Any], metrics: Mapping[str, Any], predic
     rows = predictions[predictions["split"] == primary].reset_index(drop=True)
     time = rows["time"].to_numpy(dtype=float)
     event = rows["event"].to_numpy(dtype=int).astype(bool)
-    time_label = str((run.get("task") or {}).get("time") or "time")
+    task_info = run.get("task") or {}
+    time_label = str(task_info.get("time") or "time")
+    if task_info.get("time_unit"):
+        time_label += f", {task_info['time_unit']}"
     blocks: list[Block] = []
 
     groups, how = _risk_groups(rows)
