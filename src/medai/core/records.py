@@ -19,7 +19,9 @@ class Modality(StrEnum):
     """What kind of data a record holds, which fixes the layout of ``Record.data``."""
 
     IMAGE = "image"  # (C, H, W): 2-D image, C = 1 (grey) or 3 (RGB)
-    VOLUME = "volume"  # (C, D, H, W): 3-D image; meta["spacing_mm"] = (d, h, w)
+    # (C, *3 spatial axes) with meta["spacing_mm"] per axis. Axis order is the reader's and is stated in meta:
+    # DICOM series (C, slice, row, col) along the slice normal; NIfTI (C, X, Y, Z) in RAS+ (as MONAI).
+    VOLUME = "volume"
     ECG = "ecg"  # (leads, samples); meta["sampling_rate_hz"]
     TABULAR = "tabular"  # one table row as a mapping column -> value
     TEXT = "text"  # a str
