@@ -489,6 +489,8 @@ def _baselines(names, task, x, split, config, seed, context, announce, step=lamb
 
 def _prediction_rows(task: TabularTask, index, split_name, predictor: Predictor, scores) -> pd.DataFrame:
     frame = pd.DataFrame({"id": task.ids[index], "split": split_name})
+    if task.groups is not None:  # lets users check that no patient crosses splits
+        frame.insert(1, "patient_id", task.groups[index])
     if task.kind is TaskKind.SURVIVAL:
         frame["time"] = task.time[index]
         frame["event"] = task.event[index]

@@ -213,3 +213,20 @@ def test_multiclass_and_regression_from_csv(tmp_path, run_cli):
     assert code == 0, err
     metrics = _metrics(tmp_path / "rg")["test"]
     assert metrics["r2"]["value"] > 0.5 and {"rmse", "mae"} <= set(metrics)
+
+
+def test_patient_ids_are_detected_and_never_cross_splits(tmp_path, run_cli):
+    frame = make_binary_table(n=300, seed=4).drop(columns=["patient"])
+    frame["patient_id"] = [f"P{i // 3}" for i in range(300)]  # three records per patient
+    path = tmp_path / "visits.csv"
+    frame.to_csv(path, index=False)
+    code, _, stderr = run_cli("train", "--data", path, "--out", tmp_path / "run", "--epochs", "10", "--bootstrap",
+                              "100", "--quiet")
+    assert code == 0, stderr
+    assert "read as the patient id" in " ".join(stderr.split())
+    predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    by_patient = predictions.groupby("patient_id")["split"].nunique()
+    assert (by_patient == 1).all()
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["split"]["strategy"].startswith("by patient ('patient_id')")
+    assert "patient_id" not in run["data"]["feature_columns"]
