@@ -163,10 +163,7 @@ def _data_config(value: str) -> DataConfig:
     path = Path(value)
     if path.exists() or path.suffix or "/" in value:
         return DataConfig(path=str(path))
-    if value in BUILTIN_DATASETS:
-        return DataConfig(builtin=value)
-    BUILTIN_DATASETS.get(value)  # raises with "did you mean" over the built-in names
-    raise AssertionError("unreachable")  # pragma: no cover
+    return DataConfig(builtin=BUILTIN_DATASETS.get(value).name)  # unknown names raise with "did you mean"
 
 
 def _evaluate(args: argparse.Namespace) -> int:
