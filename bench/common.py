@@ -252,3 +252,11 @@ def print_result(payload: dict[str, Any]) -> None:
     if payload.get("goal") is not None:
         goal = payload["goal"]
         print(f"  goal {goal['metric']} >= {goal['value']}: {'met' if goal['met'] else 'NOT met'}")
+
+
+def run_script(name: str, run: Callable[..., dict[str, Any]], argv: Sequence[str]) -> None:
+    """What each benchmark does when run on its own: run (``--quick`` for a smoke test), print, save."""
+    payload = run(quick="--quick" in argv)
+    print_result(payload)
+    if not payload["quick"]:
+        print(f"  -> {write_result(name, payload)}")

@@ -176,10 +176,7 @@ def run(quick: bool = False) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    payload = run(quick="--quick" in argv)
-    common.print_result(payload)
-    if not payload["quick"]:
-        print(f"  -> {common.write_result(NAME, payload)}")
+    common.run_script(NAME, run, argv)
 
 
 if __name__ == "__main__":
