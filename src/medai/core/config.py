@@ -24,8 +24,10 @@ class TaskKind(StrEnum):
     CLASSIFICATION = "classification"
     BINARY = "binary"
     MULTICLASS = "multiclass"
+    MULTILABEL = "multilabel"  # several independent 0/1 findings per record (CheXNet-style)
     REGRESSION = "regression"
     SURVIVAL = "survival"
+    SEGMENTATION = "segmentation"  # a class per pixel/voxel
 
 
 class OperatingPoint(StrEnum):
@@ -118,9 +120,20 @@ class PreprocessingConfig:
     """
 
     log1p: tuple[str, ...] = ()
+    image_size: tuple[int, ...] | None = None
+    channels: int | None = None
+    window: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log1p", tuple(self.log1p))
+        if self.image_size is not None:
+            size = tuple(self.image_size) if isinstance(self.image_size, (list, tuple)) else (self.image_size,) * 2
+            if len(size) not in (2, 3) or not all(isinstance(v, int) and v >= 8 for v in size):
+                raise invalid_parameter("image_size", "PreprocessingConfig",
+                                        "2 or 3 integers >= 8 (e.g. [224, 224]) or one integer", self.image_size)
+            object.__setattr__(self, "image_size", size)
+        if self.channels not in (None, 1, 3):
+            raise invalid_parameter("channels", "PreprocessingConfig", "1 (grey), 3 (RGB) or null", self.channels)
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,9 @@ class TrainingConfig:
     class_weight: str | None = "balanced"
     seed: int = 42
     checkpoint_every: int = 1
+    precision: str = "auto"
+    augmentation: str = "auto"
+    num_workers: int | None = None
 
     def resolved_batch_size(self, kind: TaskKind, n_train: int) -> int | None:
         """The batch size used: None means the whole training split in one batch."""
@@ -169,6 +185,13 @@ class TrainingConfig:
             raise invalid_parameter("class_weight", "TrainingConfig", "'balanced' or null", self.class_weight)
         if not isinstance(self.patience, int) or self.patience < 1:
             raise invalid_parameter("patience", "TrainingConfig", "a positive integer", self.patience)
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise invalid_parameter("precision", "TrainingConfig", "'auto', 'bf16' or 'fp32'", self.precision)
+        if self.augmentation not in ("auto", "none", "light", "standard"):
+            raise invalid_parameter("augmentation", "TrainingConfig", "'auto', 'none', 'light' or 'standard'",
+                                    self.augmentation)
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise invalid_parameter("num_workers", "TrainingConfig", "an integer >= 0 or null", self.num_workers)
 
 
 @dataclass(frozen=True)
