@@ -63,3 +63,61 @@ def survival_csv(tmp_path) -> Path:
     path = tmp_path / "followup.csv"
     make_survival_table().to_csv(path, index=False)
     return path
+
+
+# ------------------------------------------------------------------------------------------------ images
+def make_lesion_images(n: int = 160, size: int = 32, seed: int = 0, rgb: bool = False):
+    """uint8 images (N, H, W[, 3]) and 0/1 labels: label 1 images hold a bright disk ("lesion") at a random place
+    on textured noise; label 0 images are noise only. Learnable in a few epochs by a small CNN."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    labels = (np.arange(n) % 2).astype(np.int64)
+    rng.shuffle(labels)
+    images = rng.normal(90, 20, (n, size, size))
+    for i in np.flatnonzero(labels):
+        cy, cx = rng.integers(6, size - 6, 2)
+        radius = rng.uniform(2.5, 4.5)
+        images[i][(yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2] += 110
+    images = np.clip(images, 0, 255).astype(np.uint8)
+    if rgb:
+        images = np.stack([images, images // 2 + 40, images], axis=-1)
+    return images, labels
+
+
+def write_lesion_npz(path: Path, n: int = 160, size: int = 32, seed: int = 0) -> Path:
+    """A MedMNIST-format npz (official split 60/20/20 %) of :func:`make_lesion_images`."""
+    images, labels = make_lesion_images(n, size, seed)
+    cut = [int(n * 0.6), int(n * 0.8)]
+    parts = np.split(np.arange(n), cut)
+    arrays = {}
+    for name, index in zip(("train", "val", "test"), parts):
+        arrays[f"{name}_images"] = images[index]
+        arrays[f"{name}_labels"] = labels[index][:, None]
+    np.savez(path, **arrays)
+    return path
+
+
+def write_lesion_folder(folder: Path, n: int = 120, size: int = 32, seed: int = 0) -> Path:
+    """A class-folder tree ``folder/{lesion,normal}/*.png`` of :func:`make_lesion_images`."""
+    from PIL import Image
+
+    images, labels = make_lesion_images(n, size, seed)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        target = folder / ("lesion" if label else "normal")
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(target / f"img{i:04d}.png")
+    return folder
+
+
+def write_image_recipe(path: Path, data: Path, **sections) -> Path:
+    """A small, fast image recipe: a quarter-width ResNet-18, few epochs, 100 bootstrap resamples."""
+    import yaml
+
+    recipe = {"name": "test-images", "data": {"path": str(data)},
+              "model": {"name": "resnet18", "widen_factor": 0.25},
+              "training": {"max_epochs": 4, "patience": 4, "batch_size": 32, "learning_rate": 0.003},
+              "evaluation": {"n_resamples": 100, "explained_images": 0}}
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value
+    path.write_text(yaml.safe_dump(recipe))
+    return path

@@ -34,6 +34,7 @@ HEADLINE = {
     TaskKind.MULTICLASS: ("auroc", "accuracy", "f1_macro", "brier", "ece"),
     TaskKind.REGRESSION: ("rmse", "mae", "r2"),
     TaskKind.SURVIVAL: ("c_index", "c_index_uno", "ibs"),
+    TaskKind.MULTILABEL: ("auroc", "auprc", "accuracy", "f1_macro", "brier"),
 }
 
 
@@ -46,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train, validate and register a model")
     train.add_argument("recipe", nargs="?", type=Path, help="a recipe YAML (see recipes/); or use --data")
-    train.add_argument("--data", help="a CSV/Parquet file or a built-in dataset name (see `medai datasets`)")
+    train.add_argument("--data", help="a CSV/Parquet file, a built-in dataset name (see `medai datasets`), or image "
+                       "data: a MedMNIST .npz, a folder with one sub-folder per class, a CSV manifest "
+                       "(path,label[,patient_id]) or a HAM10000 folder. With a recipe: replaces its data path")
+    train.add_argument("--model", help="registered network: mlp (tables, default), resnet18 (images, default), "
+                       "resnet50, densenet121, vit")
     train.add_argument("--task", choices=[k.value for k in TaskKind], help="default: detected from the outcome")
     train.add_argument("--label", help="outcome column (classification / regression)")
     train.add_argument("--time", help="survival time column")
@@ -55,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patient-id", help="patient id column: the split keeps each patient in one split")
     train.add_argument("--positive-class", help="binary: the label value that is the condition detected")
     train.add_argument("--on-invalid", choices=["raise", "skip"],
-                       help="records with a missing/invalid outcome: stop with an error (default) or skip and count")
+                       help="records with a missing/invalid outcome or an unreadable image file: stop with an error "
+                       "(default) or skip and count them in the report")
     train.add_argument("--seed", type=int, help="seed of the split and of training (default 42)")
     train.add_argument("--epochs", type=int, help="maximum training epochs")
     train.add_argument("--bootstrap", type=int, help="bootstrap resamples for CIs (default 1000)")
@@ -71,13 +77,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict for new records (CSV/Parquet in, CSV/JSON out)")
     predict.add_argument("run", type=Path, help="a run folder (or its model/ folder)")
-    predict.add_argument("input", type=Path, help="records to predict, with the training feature columns")
+    predict.add_argument("input", type=Path, help="records to predict: a table with the training feature columns, "
+                         "or for image models an image (PNG/JPEG/DICOM/NIfTI), a folder of images or a manifest")
     predict.add_argument("--out", type=Path, help="output .csv or .json (default: CSV on standard output)")
+
+    explain = commands.add_parser("explain", help="saliency overlay (Grad-CAM, integrated gradients) for an image")
+    explain.add_argument("run", type=Path, help="a run folder (or its model/ folder) of an image model")
+    explain.add_argument("image", type=Path, help="a PNG/JPEG/DICOM/NIfTI image")
+    explain.add_argument("--out", type=Path, help="output PNG (default IMAGE_STEM-explained.png here)")
+    explain.add_argument("--method", choices=["grad_cam", "integrated_gradients", "both"], default="both",
+                         help="which map(s) to draw (default both, side by side)")
+    explain.add_argument("--target", help="class (or finding) to explain; default the predicted one")
 
     commands.add_parser("datasets", help="list the built-in datasets and where they come from")
 
     verify = commands.add_parser("verify", help="check a model artefact against its sha256 manifest")
     verify.add_argument("model", type=Path, help="a run folder or its model/ folder")
+
+    tile = commands.add_parser("tile", help="cut whole-slide images into tissue tiles + a manifest for training")
+    tile.add_argument("slides", type=Path, metavar="SLIDES_CSV",
+                      help="CSV with columns slide_path,label[,patient_id] (paths relative to the CSV)")
+    tile.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    tile.add_argument("--tile-size", type=int, default=224, help="tile side in pixels at the chosen level (224)")
+    resolution = tile.add_mutually_exclusive_group()
+    resolution.add_argument("--level", type=int, help="pyramid level to read (0 = full resolution; default)")
+    resolution.add_argument("--mpp", type=float, help="microns per pixel wanted: the closest level is read")
+    tile.add_argument("--tissue-fraction", type=float, default=0.5, help="minimum tissue in a kept tile (0.5)")
+    tile.add_argument("--max-tiles", type=int, help="at most this many tiles per slide (seeded random draw)")
+    tile.add_argument("--seed", type=int, default=0, help="seed of the --max-tiles draw (0)")
+    tile.add_argument("--on-invalid", choices=["raise", "skip"], default="raise",
+                      help="a missing/unreadable slide or one without tissue: stop (default) or skip and count")
+    tile.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -86,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict, "datasets": _datasets,
-                "verify": _verify}[args.command](args)
+                "verify": _verify, "tile": _tile, "explain": _explain}[args.command](args)
     except KeyboardInterrupt:
         if args.command == "train" and getattr(args, "_out", None) is not None:
             console.print(f"[yellow]Interrupted.[/] The unfinished run is kept in {partial_path(args._out)}; "
@@ -121,6 +151,8 @@ def _train(args: argparse.Namespace) -> int:
     args._out = out
     console.print(f"[bold]medai train[/] → {out}")
     result = train(config, out, resume=args.resume, progress=not args.quiet, announce=console.print)
+    if result is None:  # a torchrun worker other than rank 0: rank 0 writes and prints the results
+        return 0
     _print_results(result)
     out_console.print(f"Report: {result.out / 'report.html'}")
     out_console.print(f"Model:  {result.out / 'model'} (sha256 {result.run['artifact_sha256'][:16]}…)")
@@ -128,23 +160,30 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> RunConfig:
-    flags = {k: getattr(args, k) for k in ("task", "label", "time", "event", "id", "patient_id", "positive_class",
-                                           "on_invalid")}
+    flags = {k: getattr(args, k) for k in ("task", "label", "time", "event", "id", "patient_id", "positive_class")}
     if args.recipe is not None:
-        if args.data is not None or any(v is not None for v in flags.values()):
+        if any(v is not None for v in flags.values()):
             raise InvalidParameterError(
-                "Give either a recipe or --data with task flags, not both: edit the recipe's 'data' and 'task' "
-                "sections instead."
+                "Give either a recipe or task flags (--task, --label, ...), not both: edit the recipe's 'task' "
+                "section instead. (--data with a recipe replaces the recipe's data path.)"
             )
         config = load_recipe(args.recipe)
+        if args.data is not None:
+            config = config.replace(data=_data_config(args.data))
     elif args.data is not None:
         data = _data_config(args.data)
         kind = flags.pop("task") or TaskKind.CLASSIFICATION
+        if data.builtin is not None and data.builtin in _segmentation_datasets():
+            kind = TaskKind.SEGMENTATION
         task = TaskConfig(kind=kind, **{k: v for k, v in flags.items() if v is not None})
-        name = data.builtin or Path(args.data).stem
+        name = data.builtin or Path(args.data.rstrip("/")).stem
         config = RunConfig(data=data, task=task, name=name)
     else:
         raise InvalidParameterError("Nothing to train: pass a recipe YAML or --data FILE (see `medai train --help`).")
+    if args.on_invalid is not None:
+        config = config.replace(task=dataclasses.replace(config.task, on_invalid=args.on_invalid))
+    if args.model is not None:
+        config = config.replace(model=dataclasses.replace(config.model, name=args.model))
     if args.seed is not None:
         config = config.replace(split=dataclasses.replace(config.split, seed=args.seed),
                                 training=dataclasses.replace(config.training, seed=args.seed))
@@ -156,13 +195,22 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
     return config
 
 
+def _segmentation_datasets():
+    from medai.data.phantoms import SEGMENTATION_DATASETS
+
+    return SEGMENTATION_DATASETS
+
+
 def _data_config(value: str) -> DataConfig:
     """A path when the file exists (or looks like one), else a built-in dataset name."""
     from medai.data.builtin import BUILTIN_DATASETS
+    from medai.data.phantoms import SEGMENTATION_DATASETS
 
     path = Path(value)
     if path.exists() or path.suffix or "/" in value:
         return DataConfig(path=str(path))
+    if value in SEGMENTATION_DATASETS:
+        return DataConfig(builtin=value)
     return DataConfig(builtin=BUILTIN_DATASETS.get(value).name)  # unknown names raise with "did you mean"
 
 
@@ -183,6 +231,8 @@ def _predict(args: argparse.Namespace) -> int:
     from medai.pipeline import predict_file
 
     predictions, predictor, warnings = predict_file(args.run, args.input)
+    if len(warnings) > 5:
+        warnings = warnings[:5] + [f"... and {len(warnings) - 5} more"]
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if args.out is None:
@@ -214,6 +264,11 @@ def _datasets(args: argparse.Namespace) -> int:
         out_console.print(f"    from {escape(info.source)} ({escape(install)})")
         out_console.print(f"    licence: {escape(info.licence)}")
         out_console.print(f"    cite: {escape(info.citation)}\n")
+    out_console.print("[bold]Generated segmentation phantoms[/] — known truth, made on the fly from a seed:\n")
+    for name in _segmentation_datasets().names():
+        info = _segmentation_datasets().get(name)
+        sizes = "/".join(str(v) for v in info.n.values())
+        out_console.print(f"[bold]{escape(name)}[/] — {escape(info.title)} (train/val/test {sizes})\n")
     return 0
 
 
@@ -226,6 +281,35 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from medai.explain.command import explain_image
+
+    out = args.out or Path(f"{args.image.name.split('.')[0]}-explained.png")
+    summary = explain_image(args.run, args.image, out, method=args.method, target=args.target)
+    for note in summary["notes"]:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    out_console.print(f"Prediction: {summary['prediction']}; explained: {escape(str(summary['target']))}")
+    out_console.print(f"Overlay: {out}")
+    return 0
+
+
+def _tile(args: argparse.Namespace) -> int:
+    from medai.io.wsi import tile_slides
+
+    console.print(f"[bold]medai tile[/] {args.slides} → {args.out}")
+    out = tile_slides(args.slides, args.out, tile_size=args.tile_size, level=args.level, target_mpp=args.mpp,
+                      tissue_fraction=args.tissue_fraction, max_tiles=args.max_tiles, seed=args.seed,
+                      on_invalid=args.on_invalid, progress=not args.quiet)
+    summary = json.loads((out / "tiling.json").read_text(encoding="utf-8"))
+    for skipped in summary["skipped"]:  # reasons name the file and CSV row, never a patient id
+        console.print(f"[yellow]skipped:[/] row {skipped['row']}: {escape(skipped['reason'])}", soft_wrap=True)
+    n_slides = summary["n_slides"] - len(summary["skipped"])
+    out_console.print(f"{summary['n_tiles']} tiles from {n_slides} slide{'' if n_slides == 1 else 's'} "
+                      f"(skipped {len(summary['skipped'])}) → {out / 'manifest.csv'}")
+    out_console.print(f"Train with: medai train --data {out / 'manifest.csv'}")
+    return 0
+
+
 def _print_results(result: Any) -> None:
     metrics, baselines = result.metrics, result.baselines
     splits = list(metrics)
@@ -235,7 +319,8 @@ def _print_results(result: Any) -> None:
         table.add_column(split)
     for name in baselines:
         table.add_column(f"{name} (test)")
-    names = [m for m in HEADLINE[result.kind] if any(m in metrics[s] for s in splits)]
+    headline = HEADLINE.get(result.kind) or list(metrics[splits[-1]])[:6]
+    names = [m for m in headline if any(m in metrics[s] for s in splits)]
     names += sorted((m for m in metrics[splits[-1]] if m.startswith("td_auc_")), key=lambda m: float(m[7:]))
     for metric in names:
         row = [metric] + [_cell(metrics[s].get(metric)) for s in splits]

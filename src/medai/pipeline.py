@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from medai.models.baselines import BASELINES, DEFAULT_BASELINES, FittedBaseline,
 from medai.registry.artifact import Artifact, load_artifact, save_artifact
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
+from medai.tasks.imaging import is_image_source
 from medai.tasks.tabular import TabularTask, build_tabular_task
 from medai.training.losses import make_loss
 from medai.training.trainer import CHECKPOINT_NAME, Trainer, TrainingResult
@@ -121,9 +123,25 @@ def train(
     announce: Progress = lambda s: None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> RunResult:
-    """Run a whole training job into ``out`` (see docs/run-directory.md for the files)."""
+    """Run a whole training job into ``out`` (see docs/run-directory.md for the files).
+
+    Image data (an ``.npz``, a class folder, a CSV manifest with a ``path`` column) goes to the imaging
+    workflow (:mod:`medai.workflows.imaging`); segmentation tasks to :mod:`medai.workflows.segmentation`.
+    """
+    if config.task.kind is TaskKind.SEGMENTATION:
+        from medai.workflows.segmentation import train_segmentation
+
+        return train_segmentation(config, out, resume=resume, progress=progress, announce=announce,
+                                  on_epoch_end=on_epoch_end)
+    if config.data.path is not None and is_image_source(config.data.path) \
+            and config.task.kind is not TaskKind.SEGMENTATION:
+        from medai.workflows.imaging import train_imaging
+
+        return train_imaging(config, out, resume=resume, progress=progress, announce=announce,
+                             on_epoch_end=on_epoch_end)
     out = Path(out)
     check_run_directory(out, resume=resume)
+    config = config.replace(training=config.training.resolved("tabular"))
     seed = config.training.seed
     torch.use_deterministic_algorithms(True)
 
@@ -277,6 +295,7 @@ def fit_network(
     needs from train/val only: the class-reweighting offset, the operating threshold (binary), the Breslow
     baseline hazard, horizons and risk-group cut-off (survival). The test split is only scored."""
     seed = config.training.seed
+    config = config.replace(training=config.training.resolved("tabular"))
     preprocessor = TabularPreprocessor(task.numeric_columns, task.categorical_columns,
                                        config.preprocessing.log1p).fit(task.features.iloc[split["train"]], source)
     x = {s: preprocessor.transform(task.features.iloc[split[s]], source) for s in SPLITS}
@@ -643,8 +662,25 @@ def _align_classes(task: TabularTask, class_names: list[str], source: str) -> Ta
 
 # -------------------------------------------------------------------------------------------------- predict
 def predict_file(run_dir: Path, input_path: Path) -> tuple[pd.DataFrame, Predictor, list[str]]:
-    """Predictions for every row of a CSV/Parquet file, and warnings about the input (unseen categories)."""
+    """Predictions for every row of a CSV/Parquet file — or, for an image model, for an image file (PNG, JPEG,
+    DICOM, NIfTI), a folder of images or a manifest — and warnings about the input (unseen categories; how images
+    were resized or scaled)."""
     predictor = Predictor.load(run_dir)
+    if predictor.is_image:
+        from medai.io.images import read_images_for_prediction
+
+        records = read_images_for_prediction(input_path)
+        predictions, notes = predictor.predict_records(records)
+        if len(records) == 1:
+            return predictions, predictor, [f"{records[0].meta.get('source', records[0].id)}: {note}"
+                                            for note in notes[0]]
+        counts: dict[str, int] = {}
+        for record_notes in notes:
+            for note in record_notes:
+                key = re.sub(r"resized from \S+ to", "resized to", note)
+                counts[key] = counts.get(key, 0) + 1
+        warnings = [f"{n} image(s): {note}" for note, n in counts.items()]
+        return predictions, predictor, warnings
     frame = read_table(input_path)
     predictions = predictor.predict(frame, source=str(input_path))
     warnings = [f"Column '{c}': {n} value(s) not seen in training, encoded as all zeros."

@@ -62,8 +62,10 @@ class TaskConfig:
 
     Label meaning: for binary tasks ``positive_class`` is the value coded 1 (the condition being detected);
     for survival, ``event`` is 1 when the event happened at ``time`` and 0 when follow-up was censored then.
-    ``on_invalid``: ``raise`` (default) stops at the first record with an invalid outcome; ``skip`` drops such
-    records and counts them in the run's warnings (features are never silently changed).
+    ``on_invalid``: ``raise`` (default) stops at the first record with an invalid outcome (or unreadable image);
+    ``skip`` drops such records and counts them in the run's warnings (features are never silently changed).
+    ``class_names``: names of the class indices 0, 1, ... for data that stores only indices (MedMNIST ``.npz``:
+    e.g. BreastMNIST ``[malignant, normal_benign]``), or of the K findings of a multi-label dataset.
     """
 
     kind: TaskKind = TaskKind.CLASSIFICATION
@@ -76,6 +78,7 @@ class TaskConfig:
     features: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     on_invalid: str = "raise"
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _enum(TaskKind, self.kind, "kind", "TaskConfig"))
@@ -89,6 +92,11 @@ class TaskConfig:
                 )
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))
+        if self.class_names is not None:
+            names = tuple(str(c) for c in self.class_names)
+            if len(names) < 2 or len(set(names)) != len(names):
+                raise invalid_parameter("class_names", "TaskConfig", "at least 2 distinct names", self.class_names)
+            object.__setattr__(self, "class_names", names)
         object.__setattr__(self, "exclude", tuple(self.exclude))
 
 
@@ -154,19 +162,31 @@ class TrainingConfig:
 
     ``batch_size: null`` (the default) is automatic: full batch for Cox models up to ``FULL_BATCH_MAX``
     training records (the partial likelihood needs the whole risk set), else 64.
+    ``max_epochs`` / ``patience`` unset: 300 / 30 for tables, 60 / 10 for images (see :attr:`DEFAULTS`).
+    ``precision``: ``auto`` (bf16 autocast where the processor has native bf16, else fp32), ``bf16`` or ``fp32``.
+    ``augmentation`` (images): ``auto`` (= ``light``), ``none``, ``light`` or ``standard`` (adds flips); see
+    :class:`medai.data.images.BatchAugmentation`.
     """
 
-    max_epochs: int = 300
+    max_epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    patience: int = 30
+    patience: int | None = None
     class_weight: str | None = "balanced"
     seed: int = 42
     checkpoint_every: int = 1
     precision: str = "auto"
     augmentation: str = "auto"
     num_workers: int | None = None
+
+    #: Defaults of ``max_epochs`` and ``patience`` by data modality (an image epoch costs far more than a table's).
+    DEFAULTS = {"tabular": (300, 30), "image": (60, 10)}
+
+    def resolved(self, modality: str) -> TrainingConfig:
+        """This configuration with ``max_epochs``/``patience`` left unset filled in for ``modality``."""
+        epochs, patience = self.DEFAULTS[modality]
+        return dataclasses.replace(self, max_epochs=self.max_epochs or epochs, patience=self.patience or patience)
 
     def resolved_batch_size(self, kind: TaskKind, n_train: int) -> int | None:
         """The batch size used: None means the whole training split in one batch."""
@@ -175,7 +195,7 @@ class TrainingConfig:
         return None if kind is TaskKind.SURVIVAL and n_train <= FULL_BATCH_MAX else 64
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
+        if self.max_epochs is not None and (not isinstance(self.max_epochs, int) or self.max_epochs < 1):
             raise invalid_parameter("max_epochs", "TrainingConfig", "a positive integer", self.max_epochs)
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
             raise invalid_parameter("batch_size", "TrainingConfig", "an integer >= 2 or null", self.batch_size)
@@ -183,7 +203,7 @@ class TrainingConfig:
             raise invalid_parameter("learning_rate", "TrainingConfig", "> 0", self.learning_rate)
         if self.class_weight not in (None, "balanced"):
             raise invalid_parameter("class_weight", "TrainingConfig", "'balanced' or null", self.class_weight)
-        if not isinstance(self.patience, int) or self.patience < 1:
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise invalid_parameter("patience", "TrainingConfig", "a positive integer", self.patience)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise invalid_parameter("precision", "TrainingConfig", "'auto', 'bf16' or 'fp32'", self.precision)
@@ -196,7 +216,11 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """How results are measured. CIs are percentile bootstrap CIs, stratified by outcome."""
+    """How results are measured. CIs are percentile bootstrap CIs, stratified by outcome.
+
+    ``explained_images``: test images given saliency overlays (and the randomisation check) in image runs; 0 skips
+    the explanations (the report then says so).
+    """
 
     n_resamples: int = 1000
     confidence: float = 0.95
@@ -205,11 +229,15 @@ class EvaluationConfig:
     horizons: tuple[float, ...] | None = None
     subgroups: tuple[str, ...] | None = None
     min_subgroup_n: int = 30
+    explained_images: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "operating_point", _enum(OperatingPoint, self.operating_point, "operating_point", "EvaluationConfig")
         )
+        if not isinstance(self.explained_images, int) or not 0 <= self.explained_images <= 16:
+            raise invalid_parameter("explained_images", "EvaluationConfig", "an integer in 0..16",
+                                    self.explained_images)
         if not isinstance(self.n_resamples, int) or self.n_resamples < 100:
             raise invalid_parameter("n_resamples", "EvaluationConfig", "an integer >= 100", self.n_resamples)
         if not 0.5 < self.confidence < 1:

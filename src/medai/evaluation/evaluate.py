@@ -13,7 +13,9 @@ import pandas as pd
 
 from medai.core.config import EvaluationConfig, TaskKind
 from medai.evaluation.bootstrap import bootstrap_metrics
-from medai.evaluation.metrics import binary_metrics, compute_confusion_rates, multiclass_metrics, regression_metrics
+from medai.evaluation.metrics import (
+    binary_metrics, compute_confusion_rates, multiclass_metrics, multilabel_metrics, regression_metrics,
+)
 from medai.evaluation.operating_point import choose_threshold
 from medai.evaluation.survival import survival_metrics
 
@@ -46,8 +48,8 @@ class SplitOutcome:
     def strata(self) -> np.ndarray | None:
         if self.kind is TaskKind.SURVIVAL:
             return self.event.astype(int)
-        if self.kind is TaskKind.REGRESSION:
-            return None
+        if self.kind in (TaskKind.REGRESSION, TaskKind.MULTILABEL):
+            return None  # multi-label: K outcomes per record, plain (unstratified) bootstrap
         return self.y
 
     def subset(self, mask: np.ndarray) -> SplitOutcome:
@@ -66,6 +68,7 @@ class MetricContext:
     train_event: np.ndarray | None = None
     horizons: list[float] | None = None
     grid: np.ndarray | None = None
+    label_thresholds: list[float] | None = None
 
 
 def metric_function(outcome: SplitOutcome, context: MetricContext) -> tuple[Callable[..., dict], tuple]:
@@ -75,6 +78,9 @@ def metric_function(outcome: SplitOutcome, context: MetricContext) -> tuple[Call
         return (lambda y, s: binary_metrics(y, s, context.threshold, context.class_names)), (outcome.y, outcome.scores)
     if kind is TaskKind.MULTICLASS:
         return (lambda y, s: multiclass_metrics(y, s, context.class_names)), (outcome.y, outcome.scores)
+    if kind is TaskKind.MULTILABEL:
+        return ((lambda y, s: multilabel_metrics(y, s, context.label_thresholds, context.class_names)),
+                (outcome.y, outcome.scores))
     if kind is TaskKind.REGRESSION:
         return regression_metrics, (outcome.y, outcome.scores)
 

@@ -41,6 +41,7 @@ __all__ = [
     "compute_ece",
     "compute_ece_multiclass",
     "multiclass_metrics",
+    "multilabel_metrics",
     "regression_metrics",
 ]
 
@@ -474,6 +475,56 @@ def multiclass_metrics(y_true, y_prob, class_names: Sequence[str]) -> dict[str, 
         out[f"f1_{name}"] = float(value)
     out["brier"] = float(brier_score_loss(y, p, labels=labels, scale_by_half=False))
     out["ece"] = _ece_top_label(y, p, 10)
+    return out
+
+
+def multilabel_metrics(y_true, y_prob, thresholds: Sequence[float], class_names: Sequence[str]) -> dict[str, float]:
+    """Metrics of K independent findings (multi-label, CheXNet-style).
+
+    Args:
+        y_true: ``(n_samples, K)`` 0/1, 1 = finding present.
+        y_prob: ``(n_samples, K)`` predicted probability that each finding is present.
+        thresholds: ``(K,)`` per-finding operating points (present when ``y_prob >= threshold``).
+        class_names: the K finding names; they name the per-finding keys.
+
+    Returns:
+        ``auroc`` and ``auprc``: the unweighted mean over findings with both outcomes present (macro; NaN if
+        none); ``auroc_<finding>``, ``sensitivity_<finding>``, ``specificity_<finding>`` per finding;
+        ``accuracy``: the fraction of correct (sample, finding) decisions (1 − Hamming loss); ``f1_macro``: mean
+        per-finding F1 (NaN if a finding is neither present nor predicted); ``brier``: mean per-finding Brier.
+    """
+    owner = "multilabel_metrics"
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_prob, dtype=np.float64)
+    if y.ndim != 2 or p.shape != y.shape:
+        raise DataValidationError(f"{owner}: 'y_true' and 'y_prob' must both be (n_samples, K); got {y.shape} and "
+                                  f"{p.shape}.")
+    if not np.isin(y, (0, 1)).all():
+        raise DataValidationError(f"{owner}: 'y_true' must hold 0/1 indicators.")
+    _check_probabilities(p, "y_prob", owner)
+    names = _check_class_names(class_names, y.shape[1], owner)
+    t = np.asarray(thresholds, dtype=np.float64)
+    if t.shape != (y.shape[1],):
+        raise invalid_parameter("thresholds", owner, f"{y.shape[1]} thresholds, one per finding", thresholds)
+    pred = (p >= t).astype(np.int64)
+    out: dict[str, float] = {}
+    aurocs, auprcs, f1s = [], [], []
+    for j, name in enumerate(names):
+        n_pos = int(y[:, j].sum())
+        both = 0 < n_pos < len(y)
+        auroc = float(roc_auc_score(y[:, j], p[:, j])) if both else math.nan
+        if both:
+            aurocs.append(auroc)
+            auprcs.append(float(average_precision_score(y[:, j], p[:, j])))
+        rates = _confusion_rates(y[:, j].astype(np.int64), pred[:, j])
+        out[f"auroc_{name}"] = auroc
+        out[f"sensitivity_{name}"] = rates["sensitivity"]
+        out[f"specificity_{name}"] = rates["specificity"]
+        f1s.append(float(f1_score(y[:, j], pred[:, j], zero_division=np.nan)))
+    out = {"auroc": float(np.mean(aurocs)) if aurocs else math.nan,
+           "auprc": float(np.mean(auprcs)) if auprcs else math.nan,
+           "accuracy": float((pred == y).mean()), "f1_macro": float(np.mean(f1s)),
+           "brier": float(np.mean((p - y) ** 2)), **out}
     return out
 
 

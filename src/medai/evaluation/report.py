@@ -132,8 +132,13 @@ def write_report(run_dir: Path, out_path: Path | None = None) -> Path:
     predictions = _read_predictions(run_dir)
     _check_metrics(metrics, run_dir / "metrics.json")
 
-    kind = _task_kind(run, run_dir / "run.json")
-    context = _build_context(run_dir, run, metrics, predictions, kind)
+    if (run.get("task") or {}).get("kind") == "segmentation":  # its sections: medai.evaluation.segmentation_report
+        from medai.evaluation.segmentation_report import segmentation_context
+
+        context = segmentation_context(run_dir, run, metrics, predictions)
+    else:
+        kind = _task_kind(run, run_dir / "run.json")
+        context = _build_context(run_dir, run, metrics, predictions, kind)
     html = _render(context)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,9 +204,10 @@ def _check_metrics(metrics: Mapping[str, Any], path: Path) -> None:
 
 def _task_kind(run: Mapping[str, Any], path: Path) -> str:
     kind = (run.get("task") or {}).get("kind")
-    if kind not in ("binary", "multiclass", "regression", "survival"):
+    if kind not in ("binary", "multiclass", "multilabel", "regression", "survival"):
         raise DataValidationError(
-            f"'{path}': task.kind must be one of 'binary', 'multiclass', 'regression', 'survival'; got {kind!r}."
+            f"'{path}': task.kind must be one of 'binary', 'multiclass', 'multilabel', 'regression', 'survival'; "
+            f"got {kind!r}."
         )
     return kind
 
@@ -591,11 +597,14 @@ def _build_context(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, 
         sections.append(_binary_section(run, metrics, predictions, operating_points, primary))
     elif kind == "multiclass":
         sections.append(_multiclass_section(run, metrics, predictions, primary))
+    elif kind == "multilabel":
+        sections.append(_multilabel_section(run, metrics, predictions, primary))
     elif kind == "regression":
         sections.append(_regression_section(run, predictions, primary))
     else:
         sections.append(_survival_section(run, metrics, predictions, primary))
     optional = (
+        _explanation_section(run, run_dir),
         _training_section(run),
         _missingness_section(missingness, model_card),
         _subgroup_section(subgroups, kind, primary),
@@ -972,6 +981,66 @@ def _survival_section(run: Mapping[str, Any], metrics: Mapping[str, Any], predic
 def _td_auc_points(entries: Mapping[str, Any]) -> list[tuple[float, Mapping[str, Any] | None]]:
     points = [(float(m["t"]), entry) for name, entry in entries.items() if (m := _TD_AUC_KEY.match(name))]
     return sorted(points, key=lambda p: p[0])
+
+
+def _multilabel_section(run: Mapping[str, Any], metrics: Mapping[str, Any], predictions: pd.DataFrame,
+                        primary: str) -> dict[str, Any]:
+    """Per-finding AUROC with CIs, sensitivity/specificity at each finding's threshold, and ROC curves."""
+    names = [str(c) for c in (run.get("task") or {}).get("class_names") or []]
+    _require_columns(predictions, [f"label_{n}" for n in names] + [f"score_{n}" for n in names], "multilabel")
+    entries = metrics.get(primary) or {}
+    table = Table(columns=["Finding", "Prevalence", "AUROC", "Sensitivity", "Specificity"],
+                  caption=f"Per finding on the {_split_label(primary)} split; sensitivity and specificity at the "
+                          "finding's threshold chosen on validation.")
+    rows = predictions[predictions["split"] == primary]
+    curves = []
+    for name in names:
+        y = rows[f"label_{name}"].to_numpy().astype(int)
+        score = rows[f"score_{name}"].to_numpy().astype(float)
+        table.rows.append((name, [Cell(f"{y.mean():.1%}"), _fmt_metric(entries.get(f"auroc_{name}")),
+                                  _fmt_metric(entries.get(f"sensitivity_{name}")),
+                                  _fmt_metric(entries.get(f"specificity_{name}"))], None))
+        if 0 < y.sum() < len(y):
+            auc = entries.get(f"auroc_{name}") or {}
+            curves.append((name, y, score, f"AUC {auc['value']:.2f}" if auc.get("value") is not None else ""))
+    blocks: list[Block] = [table]
+    if curves:
+        blocks.append(Figure(_plot_roc(curves), "ROC curves per finding",
+                             f"ROC curve of each finding on the {_split_label(primary)} split."))
+    return _section("performance", "Discrimination per finding", blocks)
+
+
+def _explanation_section(run: Mapping[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """Saliency overlays of a few test images and the model-randomisation sanity check (image runs)."""
+    explanations = run.get("explanations") or {}
+    examples = explanations.get("examples") or []
+    if not examples:
+        return None
+    blocks: list[Block] = [
+        "Where the model looked: Grad-CAM (the last convolutional block's evidence for the explained class) and "
+        "integrated gradients (each pixel's contribution to the score against a mean-intensity image). Saliency "
+        "maps are hypotheses about the model, not proof of clinical reasoning; the randomisation check below says "
+        "whether they depend on what the model learned at all."]
+    for example in examples:
+        path = run_dir / example["file"]
+        if not path.is_file():
+            raise DataValidationError(f"'{path}' listed in run.json explanations is missing.")
+        blocks.append(Figure(base64.b64encode(path.read_bytes()).decode("ascii"), f"Saliency for test image "
+                             f"{example['id']}", f"{example['why']} — test image {example['id']}: truth "
+                             f"{example['truth']}, P({example['explained_class']}) = {example['probability']:.2f}."))
+    sanity = explanations.get("sanity") or {}
+    if sanity:
+        table = Table(columns=["Method", "Spearman |map| after full randomisation", "SSIM", "Interpretation"],
+                      caption="Cascading model-parameter randomisation (Adebayo et al. 2018): the maps of the trained "
+                              "model against those of a copy whose weights were re-initialised from the output layer "
+                              "down. A faithful explanation changes (low correlation).")
+        for method, entry in sanity.items():
+            final = entry.get("final") or {}
+            table.rows.append((method.replace("_", " "), [_fmt_value(final.get("spearman_abs")),
+                                                           _fmt_value(final.get("ssim")),
+                                                           Cell(str(entry.get("interpretation", "")))], None))
+        blocks.append(table)
+    return _section("explanations", "Explanations", blocks)
 
 
 def _training_section(run: Mapping[str, Any]) -> dict[str, Any] | None:

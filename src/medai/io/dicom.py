@@ -227,6 +227,7 @@ def _pixels_to_channel_first(path: Path, ds, pixels: np.ndarray) -> tuple[np.nda
             low, high = 0, 2**bits - 1
         stored = (low + high) - pixels.astype(np.int64)
         facts["inverted"] = True
+        facts["inversion_constant"] = low + high
         facts["inversion"] = f"MONOCHROME1: stored value x -> {low + high} - x before the Modality LUT"
     has_rescale = "RescaleSlope" in ds or "RescaleIntercept" in ds or "ModalityLUTSequence" in ds
     per_frame = None if has_rescale else _functional_group_rescale(ds, frames)
@@ -306,6 +307,7 @@ def read_dicom(path: str | Path) -> Record:
         "modality": str(ds.get("Modality", "")) or None,
         "transfer_syntax": syntax.name if syntax is not None else None,
         "series_instance_uid": str(ds.get("SeriesInstanceUID", "")) or None,
+        "voi_window": _voi_window(ds, facts),
     }
     return Record(
         id=str(ds.get("SOPInstanceUID", "")) or path.stem,
@@ -314,6 +316,25 @@ def read_dicom(path: str | Path) -> Record:
         patient_id=str(ds.get("PatientID", "")) or None,
         meta=meta,
     )
+
+
+def _voi_window(ds, facts: dict[str, Any]) -> tuple[float, float] | None:
+    """The first (WindowCenter, WindowWidth) of the file in the record's values (after the Modality LUT, and
+    mirrored like the pixels for MONOCHROME1: v = s(K - x) + b maps a center c to sK + 2b - c); None if absent."""
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    first = lambda v: float(v[0]) if isinstance(v, (list, tuple)) or hasattr(v, "__len__") and not isinstance(v, str) else float(v)  # noqa: E731
+    try:
+        center, width = first(center), first(width)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if width <= 0:
+        return None
+    if facts.get("inverted"):
+        slope, intercept = facts.get("rescale") or (1.0, 0.0)
+        center = slope * facts["inversion_constant"] + 2 * intercept - center
+    return center, width
 
 
 def read_dicom_series(

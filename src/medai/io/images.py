@@ -90,7 +90,8 @@ class ImageSet:
         listed = "; ".join(f"{shape} (C, H, W): {n} images, e.g. {example[shape]}" for shape, n in shapes.most_common())
         raise DataValidationError(
             f"{self.source}: images have {len(shapes)} different shapes: {listed}. medai does not resize silently; "
-            "add an explicit resize (and grey/RGB conversion) transform or fix the files."
+            "set preprocessing.image_size: [H, W] (and preprocessing.channels: 1 or 3) in the recipe to resize and "
+            "convert them, or fix the files."
         )
 
 
@@ -103,7 +104,8 @@ def _pil():
 
 
 def read_image(path: str | Path, label: Any = None, patient_id: str | None = None) -> Record:
-    """Read one PNG, JPEG (or other Pillow-readable) image.
+    """Read one PNG, JPEG (or other Pillow-readable) image; DICOM (``.dcm`` or the DICM preamble) and NIfTI
+    (``.nii``, ``.nii.gz``) files go to :func:`medai.io.dicom.read_dicom` / :func:`medai.io.nifti.read_nifti`.
 
     EXIF orientation (phone and dermatoscope photos) is applied so that the pixels are upright.
 
@@ -122,10 +124,12 @@ def read_image(path: str | Path, label: Any = None, patient_id: str | None = Non
         InvalidParameterError: the file does not exist.
         DataValidationError: not an image Pillow can read, or truncated/corrupt.
     """
-    Image, ImageOps = _pil()
     path = Path(path)
     if not path.is_file():
         raise InvalidParameterError(f"Image file not found: {path}.")
+    if _is_dicom(path) or path.name.lower().endswith((".nii", ".nii.gz")):
+        return _read_medical(path, label, patient_id)
+    Image, ImageOps = _pil()
     try:
         with Image.open(path) as image:
             image_format, mode = image.format, image.mode
@@ -144,6 +148,33 @@ def read_image(path: str | Path, label: Any = None, patient_id: str | None = Non
     if note:
         meta["note"] = note
     return Record(id=path.stem, modality=Modality.IMAGE, data=data, patient_id=patient_id, label=label, meta=meta)
+
+
+def _is_dicom(path: Path) -> bool:
+    """A ``.dcm``/``.dicom`` file, or any file with the DICOM Part 10 preamble ("DICM" at byte 128)."""
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _read_medical(path: Path, label: Any, patient_id: str | None) -> Record:
+    """DICOM and NIfTI files in folders and manifests: the dedicated readers, with the label attached."""
+    import dataclasses
+
+    if _is_dicom(path):
+        from medai.io.dicom import read_dicom
+
+        record = read_dicom(path)
+    else:
+        from medai.io.nifti import read_nifti
+
+        record = read_nifti(path)
+    return dataclasses.replace(record, label=label, patient_id=patient_id or record.patient_id)
 
 
 def _to_array(image) -> tuple[np.ndarray, str | None]:
@@ -364,3 +395,25 @@ def read_ham10000(folder: str | Path, on_invalid: str = OnInvalid.RAISE) -> Imag
     if not records:
         raise DataValidationError(f"{folder}: no readable images ({len(skipped)} rows skipped).")
     return ImageSet(records=records, classes=sorted({r.label for r in records}), source=folder, skipped=skipped)
+
+
+def read_images_for_prediction(path: str | Path) -> list[Record]:
+    """The image records to predict for: one image file (PNG/JPEG/DICOM/NIfTI), every image below a folder (in
+    sorted order; a file that is not an image is an error naming it), or the images of a manifest (its labels, if
+    any, are ignored here).
+
+    Raises:
+        InvalidParameterError: the path does not exist.
+        DataValidationError: an unreadable file (named), or a folder without images.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InvalidParameterError(f"Input not found: {path}. Pass an image file, a folder of images or a manifest.")
+    if path.is_dir():
+        files = _visible_files(path)
+        if not files:
+            raise DataValidationError(f"{path}: the folder holds no files to predict for.")
+        return [read_image(file) for file in files]
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return list(read_manifest(path).records)
+    return [read_image(path)]

@@ -1,5 +1,10 @@
-"""The Predictor: one object that turns new records into predictions, used by `medai predict`, `medai evaluate`
-and (later) the service. It only ever runs a verified artefact."""
+"""The Predictor: one object that turns new records into predictions, used by `medai predict`, `medai evaluate`,
+`medai explain` and (later) the service. It only ever runs a verified artefact.
+
+Inputs are table rows (tabular models) or image records (image models); the artefact's ``preprocessor.json``
+``type`` says which. Image predictors take uint8 images prepared by the stored :class:`ImagePreprocessor` (any
+size and intensity range is resized and scaled the way training data was) and run in fp32 in chunks.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import pandas as pd
 import torch
 
 from medai.core.config import TaskKind
+from medai.core.records import Record
+from medai.data.images import ImagePreprocessor
 from medai.data.preprocess import TabularPreprocessor
 from medai.evaluation.survival import format_horizon
 from medai.models import build_model
@@ -23,14 +30,20 @@ class Predictor:
     at the operating threshold); multi-class ``score_<class>`` and ``pred`` (most probable class); regression
     ``score`` = ``pred`` (prediction in the target's unit); survival ``score`` (log relative risk; higher =
     worse), ``surv_<t>`` (predicted survival probability at horizon t) and ``pred`` (``high``/``low`` risk group at
-    the validation median).
+    the validation median); multi-label ``score_<finding>`` (probability), ``pred_<finding>`` (0/1 at the
+    finding's threshold) and ``pred`` (the findings present, ``;``-separated, or ``none``).
     """
+
+    #: Images scored per forward pass.
+    chunk_size = 256
 
     def __init__(self, artifact: Artifact) -> None:
         self.artifact = artifact
         self.task = artifact.task
         self.kind = TaskKind(self.task["kind"])
-        self.preprocessor = TabularPreprocessor.from_dict(artifact.preprocessor)
+        self.is_image = artifact.preprocessor.get("type") == "image"
+        self.preprocessor = (ImagePreprocessor.from_dict(artifact.preprocessor) if self.is_image
+                             else TabularPreprocessor.from_dict(artifact.preprocessor))
         config = artifact.config
         self.model = build_model(config.model.name, self.task["in_features"], self.task["out_features"],
                                  config.model.params)
@@ -48,11 +61,35 @@ class Predictor:
     def encode(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
         return self.preprocessor.transform(frame, source=source)
 
+    def model_input(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """What the network takes: tabular encodings as they are; uint8 images normalised to float32."""
+        x = torch.as_tensor(x)
+        return self.preprocessor.normalise(x) if self.is_image else x
+
     @torch.no_grad()
     def raw_output(self, x: np.ndarray) -> np.ndarray:
         """Network output ``(n, out_features)`` with the training-time class reweighting undone."""
-        output = self.model(torch.from_numpy(x)).numpy().astype(np.float64)
+        if self.is_image:
+            chunks = [self.model(self.model_input(x[i:i + self.chunk_size])).float().numpy()
+                      for i in range(0, len(x), self.chunk_size)]
+            output = np.concatenate(chunks).astype(np.float64)
+        else:
+            output = self.model(torch.from_numpy(x)).numpy().astype(np.float64)
         return output - np.asarray(self.task.get("logit_offset", 0.0))
+
+    def prepare_images(self, records: list[Record]) -> tuple[np.ndarray, list[list[str]]]:
+        """uint8 ``(N, C, *image_size)`` for image records, and per record what preparation did (resizing,
+        intensity scaling) — for the prediction's warnings."""
+        if not self.is_image:
+            raise TypeError("prepare_images is for image models; this model takes table rows.")
+        prepared = [self.preprocessor.prepare(record) for record in records]
+        return np.stack([p[0] for p in prepared]), [p[1] for p in prepared]
+
+    def predict_records(self, records: list[Record]) -> tuple[pd.DataFrame, list[list[str]]]:
+        """Predictions for image records (``id`` column = record id), and the preparation notes per record."""
+        images, notes = self.prepare_images(records)
+        frame = pd.DataFrame({"id": [record.id for record in records]})
+        return pd.concat([frame, self.format_scores(self.scores(images))], axis=1), notes
 
     def predict(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         """Predict for every row of ``frame`` (feature columns as in training; extra columns are ignored)."""
@@ -70,6 +107,8 @@ class Predictor:
         output = self.raw_output(x)
         if self.kind is TaskKind.BINARY:
             return 1.0 / (1.0 + np.exp(-output[:, 0]))
+        if self.kind is TaskKind.MULTILABEL:
+            return 1.0 / (1.0 + np.exp(-output))
         if self.kind is TaskKind.MULTICLASS:
             shifted = output - output.max(axis=1, keepdims=True)
             probabilities = np.exp(shifted)
@@ -97,6 +136,14 @@ class Predictor:
         if self.kind is TaskKind.MULTICLASS:
             frame = pd.DataFrame(scores, columns=[f"score_{c}" for c in names])
             frame["pred"] = np.asarray(names, dtype=object)[scores.argmax(axis=1)]
+            return frame
+        if self.kind is TaskKind.MULTILABEL:
+            thresholds = np.asarray(self.artifact.thresholds["label_thresholds"])
+            present = scores >= thresholds
+            frame = pd.DataFrame(scores, columns=[f"score_{c}" for c in names])
+            for j, name in enumerate(names):
+                frame[f"pred_{name}"] = present[:, j].astype(int)
+            frame["pred"] = [";".join(n for n, p in zip(names, row) if p) or "none" for row in present]
             return frame
         if self.kind is TaskKind.REGRESSION:
             return pd.DataFrame({"score": scores, "pred": scores})

@@ -1,0 +1,1 @@
+"""Training workflows beyond tables: imaging (classification) and segmentation, behind `medai train`."""
