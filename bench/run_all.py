@@ -4,8 +4,8 @@ Each benchmark writes ``bench/results/<name>.json`` (machine, date, seeds, per-s
 SD, bootstrap CI, in-run baselines, published numbers, runtime). ``--quick`` runs a smoke test with fewer seeds,
 candidates and resamples, writes nothing and its numbers are not to be reported. ``--only NAME`` runs one.
 
-The whole set takes 7–8 minutes on a busy 2-core CPU, mostly METABRIC's random survival forests
-(see docs/benchmarks.md).
+The tabular set takes 7–8 minutes on a 2-core CPU, mostly METABRIC's random survival forests; the imaging set
+(medmnist: 3 seeds × 2 datasets, imaging_speed) about 40 minutes more (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import deepsurv_rotterdam_gbsg  # noqa: E402
+import imaging_speed  # noqa: E402
+import medmnist  # noqa: E402
+import memory_3d  # noqa: E402
 import metabric_cv  # noqa: E402
 import wdbc_cv  # noqa: E402
 
-BENCHMARKS = {module.NAME: module for module in (wdbc_cv, deepsurv_rotterdam_gbsg, metabric_cv)}
+BENCHMARKS = {module.NAME: module for module in (wdbc_cv, deepsurv_rotterdam_gbsg, metabric_cv, medmnist,
+                                                 imaging_speed, memory_3d)}
 
 
 def main(argv: list[str]) -> int:

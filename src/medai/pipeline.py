@@ -583,6 +583,10 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
     config = artifact.config
     evaluation = config.evaluation if n_resamples is None else dataclasses.replace(config.evaluation,
                                                                                    n_resamples=n_resamples)
+    if predictor.is_image:
+        from medai.workflows.imaging import evaluate_images
+
+        return evaluate_images(predictor, data, Path(out), evaluation, announce=announce)
     check_run_directory(Path(out))
     frame, source, data_sha = load_data(data, announce=announce)
     features = predictor.preprocessor.numeric_columns + predictor.preprocessor.categorical_columns

@@ -73,6 +73,16 @@ def test_predict_png_and_a_real_dicom_radiograph(folder_run, run_cli, tmp_path):
     assert "resized from 1955x1841 to 32x32" in err and "window from the file" in err
 
 
+def test_evaluate_on_external_images(folder_run, run_cli, tmp_path):
+    data = write_lesion_folder(tmp_path / "external", n=40, seed=11)
+    code, out, err = run_cli("evaluate", folder_run, "--data", data, "--out", tmp_path / "ext", "--bootstrap", "100")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "ext" / "metrics.json").read_text())
+    assert list(metrics) == ["external"] and metrics["external"]["auroc"]["value"] > 0.8
+    predictions = pd.read_csv(tmp_path / "ext" / "predictions.csv")
+    assert len(predictions) == 40 and set(predictions["split"]) == {"external"}
+
+
 def test_explain_writes_a_png_overlay(folder_run, run_cli, tmp_path):
     from PIL import Image
 

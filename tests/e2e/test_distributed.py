@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import signal
 import subprocess
 import sys
 
@@ -18,12 +18,6 @@ from tests.conftest import write_image_recipe, write_lesion_npz
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_match_single_process_training(tmp_path, run_cli):
     data = write_lesion_npz(tmp_path / "lesions.npz", n=80)  # 48 train images: an even share per rank
     # GroupNorm: batch norm statistics would be per rank on CPUs (SyncBatchNorm needs CUDA); fp32: no bf16 noise
@@ -32,12 +26,19 @@ def test_torchrun_two_processes_match_single_process_training(tmp_path, run_cli)
     code, out, err = run_cli("train", recipe, "--out", tmp_path / "single", "--quiet")
     assert code == 0, err
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-               "127.0.0.1", "--master_port", str(_free_port()), "-m", "medai.cli", "train", str(recipe),
-               "--out", str(tmp_path / "ddp"), "--quiet"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # --standalone: torchrun starts its own rendezvous on a free local port (binds 127.0.0.1 only)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "medai.cli", "train", str(recipe), "--out", str(tmp_path / "ddp"), "--quiet"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
+        output, _ = process.communicate()
+        pytest.fail(f"torchrun did not finish in 300 s; its output:\n{output[-4000:]}")
+    assert process.returncode == 0, output[-4000:]
 
     runs = {name: json.loads((tmp_path / name / "run.json").read_text()) for name in ("single", "ddp")}
     assert runs["ddp"]["training"]["world_size"] == 2 and runs["single"]["training"]["world_size"] == 1

@@ -164,6 +164,7 @@ class TrainingConfig:
     training records (the partial likelihood needs the whole risk set), else 64.
     ``max_epochs`` / ``patience`` unset: 300 / 30 for tables, 60 / 10 for images (see :attr:`DEFAULTS`).
     ``precision``: ``auto`` (bf16 autocast where the processor has native bf16, else fp32), ``bf16`` or ``fp32``.
+    ``lr_schedule``: ``constant`` or ``cosine`` (annealed from ``learning_rate`` to 0 over ``max_epochs``).
     ``augmentation`` (images): ``auto`` (= ``light``), ``none``, ``light`` or ``standard`` (adds flips); see
     :class:`medai.data.images.BatchAugmentation`.
     """
@@ -178,6 +179,7 @@ class TrainingConfig:
     checkpoint_every: int = 1
     precision: str = "auto"
     augmentation: str = "auto"
+    lr_schedule: str = "constant"
     num_workers: int | None = None
 
     #: Defaults of ``max_epochs`` and ``patience`` by data modality (an image epoch costs far more than a table's).
@@ -205,6 +207,8 @@ class TrainingConfig:
             raise invalid_parameter("class_weight", "TrainingConfig", "'balanced' or null", self.class_weight)
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise invalid_parameter("patience", "TrainingConfig", "a positive integer", self.patience)
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise invalid_parameter("lr_schedule", "TrainingConfig", "'constant' or 'cosine'", self.lr_schedule)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise invalid_parameter("precision", "TrainingConfig", "'auto', 'bf16' or 'fp32'", self.precision)
         if self.augmentation not in ("auto", "none", "light", "standard"):

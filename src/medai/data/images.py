@@ -152,8 +152,8 @@ class ImagePreprocessor:
             raise NotFittedError("ImagePreprocessor is not fitted: call fit(train_images) first.")
         spatial = batch.ndim - (2 if batch.ndim == len(self.image_size) + 2 else 1)
         shape = (-1, *([1] * spatial))
-        mean = torch.tensor(self.mean_, dtype=torch.float32).reshape(shape)
-        std = torch.tensor(self.std_, dtype=torch.float32).reshape(shape)
+        mean = torch.tensor(self.mean_, dtype=torch.float32, device=batch.device).reshape(shape)
+        std = torch.tensor(self.std_, dtype=torch.float32, device=batch.device).reshape(shape)
         return (batch.float() / 255.0 - mean) / std
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,8 +219,8 @@ class BatchAugmentation:
                                          align_corners=False)
         dims = x.ndim - 2
         theta, gain = zip(*(self._draw(dims, epoch, int(i)) for i in index))
-        x = self._warp(x, torch.from_numpy(np.stack(theta)))
-        return x * torch.tensor(gain, dtype=x.dtype).reshape(-1, *([1] * (dims + 1)))
+        x = self._warp(x, torch.from_numpy(np.stack(theta)).to(x.device))
+        return x * torch.tensor(gain, dtype=x.dtype, device=x.device).reshape(-1, *([1] * (dims + 1)))
 
     def _draw(self, dims: int, epoch: int, index: int) -> tuple[np.ndarray, np.float32]:
         rng = np.random.default_rng(_sample_seed(self.seed, epoch, index))

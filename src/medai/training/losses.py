@@ -44,17 +44,17 @@ def make_loss(kind: TaskKind, y_train: np.ndarray | None, n_classes: int | None,
             n_pos = float(y_train.sum())
             pos_weight = torch.tensor([(len(y_train) - n_pos) / max(n_pos, 1.0)], dtype=torch.float32)
         bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-        return lambda output, y: bce(output.squeeze(1), y.float())
+        return lambda output, y: bce.to(output.device)(output.squeeze(1), y.float())
     if kind is TaskKind.MULTILABEL:  # K independent findings: one logistic loss per finding
         pos_weight = None
         if class_weight == "balanced":
             n_pos = y_train.sum(axis=0).astype(np.float32)
             pos_weight = torch.tensor((len(y_train) - n_pos) / np.maximum(n_pos, 1.0), dtype=torch.float32)
         bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-        return lambda output, y: bce(output, y.float())
+        return lambda output, y: bce.to(output.device)(output, y.float())
     weight = None
     if class_weight == "balanced":
         counts = np.bincount(y_train, minlength=n_classes).astype(np.float32)
         weight = torch.tensor(len(y_train) / (n_classes * np.maximum(counts, 1.0)), dtype=torch.float32)
-    ce = nn.CrossEntropyLoss(weight=weight)
-    return lambda output, y: ce(output, y.long())
+    ce = nn.CrossEntropyLoss(weight=weight)  # .to(device): the class weights follow the model (CPU or CUDA)
+    return lambda output, y: ce.to(output.device)(output, y.long())

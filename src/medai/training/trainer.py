@@ -63,6 +63,7 @@ class Trainer:
         channels_last: NHWC / NDHWC memory layout for convolutions (faster with bf16 on CPUs with AMX).
         device: where to train (``cpu``, ``cuda``, ``cuda:1``); None = the model's current device.
         eval_batch_size: validation in chunks of this size (images); None = the whole validation split at once.
+        lr_schedule: ``constant`` or ``cosine`` (per epoch, from ``learning_rate`` to 0 at ``max_epochs``).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class Trainer:
         channels_last: bool = False,
         device: str | torch.device | None = None,
         eval_batch_size: int | None = None,
+        lr_schedule: str = "constant",
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise InvalidParameterError(f"Trainer: precision must be 'fp32' or 'bf16'; got {precision!r}.")
@@ -118,6 +120,10 @@ class Trainer:
         self.precision = precision
         self.eval_batch_size = eval_batch_size
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        if lr_schedule not in ("constant", "cosine"):
+            raise InvalidParameterError(f"Trainer: lr_schedule must be 'constant' or 'cosine'; got {lr_schedule!r}.")
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max_epochs)
+                          if lr_schedule == "cosine" else None)
 
     def fit(self, train: tuple[Tensor, ...], val: tuple[Tensor, ...], resume: bool = False) -> TrainingResult:
         """Train on ``train = (x, *targets)``, early-stop on ``val``; load the best weights into the model."""
@@ -130,6 +136,8 @@ class Trainer:
             checkpoint = self._load_checkpoint()
             self.model.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(checkpoint["scheduler"])
             best_weights = checkpoint["best_model"]
             generator.set_state(checkpoint["generator"])
             torch.set_rng_state(checkpoint["torch_rng"])
@@ -149,6 +157,8 @@ class Trainer:
                 train_loss, n_seen = self._train_epoch(train, generator, state["epoch"])
                 seconds = time.perf_counter() - started
                 val_loss = self._agreed(self.evaluate_loss(val))
+                if self.scheduler is not None:
+                    self.scheduler.step()
                 state["epoch"] += 1
                 row = {"epoch": state["epoch"], "train_loss": train_loss, "val_loss": val_loss,
                        "seconds": round(seconds, 3), "samples_per_s": round(n_seen * self.world_size / seconds, 1)}
@@ -244,6 +254,7 @@ class Trainer:
             **state,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            **({"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}),
             "best_model": best_weights,
             "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
