@@ -179,3 +179,25 @@ def test_empty_class_folder_is_an_error(tmp_path, run_cli):
     (data / "unknown").mkdir()
     code, out, err = run_cli("train", "--data", data, "--quiet")
     assert code == 2 and "unknown" in err and "no readable images" in err
+
+
+def test_ham10000_layout_trains_with_a_lesion_level_split(tmp_path, run_cli):
+    from PIL import Image
+
+    images, labels = make_lesion_images(n=72, seed=5, rgb=True)
+    part = tmp_path / "HAM10000" / "HAM10000_images_part_1"
+    part.mkdir(parents=True)
+    rows = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image).save(part / f"ISIC_{i:07d}.jpg", quality=95)
+        rows.append({"lesion_id": f"HAM_{i // 2:07d}", "image_id": f"ISIC_{i:07d}", "dx": "mel" if label else "nv",
+                     "age": 50, "sex": "female"})
+    pd.DataFrame(rows).to_csv(tmp_path / "HAM10000" / "HAM10000_metadata.csv", index=False)
+    recipe = write_image_recipe(tmp_path / "r.yaml", tmp_path / "HAM10000", task={"positive_class": "mel"},
+                                training={"max_epochs": 1, "augmentation": "standard"})
+    code, out, err = run_cli("train", recipe, "--out", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["task"]["channels"] == 3 and run["task"]["class_names"] == ["nv", "mel"]
+    predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert predictions.groupby("patient_id")["split"].nunique().max() == 1  # a lesion stays in one split
