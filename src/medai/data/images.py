@@ -170,7 +170,7 @@ class ImagePreprocessor:
 
 def resize_uint8(data: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Resize uint8 ``(C, *spatial)`` to ``size`` (bilinear / trilinear, antialiased when shrinking 2-D)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(data)).float()[None]
+    tensor = torch.from_numpy(np.array(data, dtype=np.float32))[None]  # a copy: readers may return read-only views
     mode = "bilinear" if len(size) == 2 else "trilinear"
     out = F.interpolate(tensor, size=tuple(size), mode=mode, align_corners=False, antialias=len(size) == 2)
     return out[0].round().clamp(0, 255).to(torch.uint8).numpy()

@@ -9,6 +9,7 @@ import numpy as np
 
 from medai.core.config import TaskKind
 from medai.core.errors import InvalidParameterError
+from medai.core.outputs import write_bytes
 from medai.explain.run import available_methods, display_maps, panel
 from medai.explain.saliency import explain_images
 from medai.io.images import read_image
@@ -55,8 +56,5 @@ def explain_image(run: Path, image_path: Path, out: Path, *, method: str = "both
     maps = display_maps(explain_images(predictor.model, x, index, methods=methods))
     explained = names[index] if kind is not TaskKind.BINARY else names[index]
     png = panel(images[0], {m: maps[m][0] for m in methods}, title=f"{image_path.name}: explaining '{explained}'")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_bytes(png)
-    temporary.replace(out)
+    write_bytes(out, png)
     return {"prediction": prediction, "target": explained, "methods": methods, "notes": notes[0]}

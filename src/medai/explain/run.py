@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from medai.core.config import TaskKind
-from medai.core.outputs import write_json
+from medai.core.outputs import write_bytes, write_json
 from medai.explain.overlay import max_saliency_slice, overlay_panel
 from medai.explain.saliency import SaliencyMethod, displayable, explain_images, find_target_layer
 from medai.explain.sanity import model_randomisation_check
@@ -67,8 +67,10 @@ def _pick(kind: TaskKind, y: np.ndarray, scores: np.ndarray, n: int) -> list[tup
         return [(int(i), finding, "highest probability of the most frequent finding") for i in order[:n]]
     predicted = scores.argmax(axis=1)
     right, wrong = np.flatnonzero(predicted == y), np.flatnonzero(predicted != y)
-    chosen = [(int(i), int(predicted[i]), "confident correct") for i in right[np.argsort(-scores[right].max(1))][:n // 2]]
-    chosen += [(int(i), int(predicted[i]), "confident error") for i in wrong[np.argsort(-scores[wrong].max(1))][:n - len(chosen)]]
+    right = right[np.argsort(-scores[right].max(axis=1))][: n // 2]
+    chosen = [(int(i), int(predicted[i]), "confident correct") for i in right]
+    wrong = wrong[np.argsort(-scores[wrong].max(axis=1))][: n - len(chosen)]
+    chosen += [(int(i), int(predicted[i]), "confident error") for i in wrong]
     return chosen
 
 
@@ -98,7 +100,7 @@ def explain_test_images(predictor, images: np.ndarray, y: np.ndarray, scores: np
         explained = class_names[target] if kind is not TaskKind.BINARY else class_names[1]
         title = f"{why}: truth {truth}, P({explained}) = {probability:.2f}"
         name = f"example_{k + 1}.png"
-        (folder / name).write_bytes(panel(images[i], {m: maps[m][k] for m in methods}, title))
+        write_bytes(folder / name, panel(images[i], {m: maps[m][k] for m in methods}, title))
         examples.append({"file": f"explanations/{name}", "id": str(ids[i]), "why": why, "truth": truth,
                          "explained_class": explained, "probability": probability})
     sanity = {m: model_randomisation_check(model, x, targets, m, seed=seed) for m in methods}

@@ -399,8 +399,8 @@ def read_ham10000(folder: str | Path, on_invalid: str = OnInvalid.RAISE) -> Imag
 
 def read_images_for_prediction(path: str | Path) -> list[Record]:
     """The image records to predict for: one image file (PNG/JPEG/DICOM/NIfTI), every image below a folder (in
-    sorted order; a file that is not an image is an error naming it), or the images of a manifest (its labels, if
-    any, are ignored here).
+    sorted order; a file that is not an image is an error naming it), or the images of a manifest
+    (``path,label[,patient_id]``; the labels are not used for prediction).
 
     Raises:
         InvalidParameterError: the path does not exist.

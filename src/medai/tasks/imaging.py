@@ -126,10 +126,7 @@ def _from_medmnist(path: Path, task: TaskConfig, preprocessor: ImagePreprocessor
     for name in SPLITS:
         array = data.images[name]
         if preprocessor.image_size is not None or preprocessor.channels is not None:
-            from medai.core.records import Modality, Record
-
-            array = preprocessor.prepare_all([Record(id=str(i), modality=Modality.IMAGE, data=a, meta={"source": str(path)})
-                                              for i, a in enumerate(array)])
+            array = preprocessor.prepare_all(list(data.records(name)))
         images.append(array)
         labels.append(data.labels[name])
         split[name] = np.arange(start, start + len(array))

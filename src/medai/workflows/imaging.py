@@ -390,8 +390,9 @@ def _thresholds(task: ImageTask, split, val_scores: np.ndarray, config: RunConfi
                                                                target_sensitivity=target)))
             else:
                 raise DataValidationError(
-                    f"{task.source}: finding '{name}' is {'absent from' if y_val[:, j].sum() == 0 else 'in every image of'}"
-                    " the validation split, so no threshold can be chosen for it. Use more data or drop the finding."
+                    f"{task.source}: finding '{name}' is "
+                    f"{'absent from' if y_val[:, j].sum() == 0 else 'in every image of'} the validation split, so "
+                    "no threshold can be chosen for it. Use more data or drop the finding."
                 )
         thresholds.update(method=method.value, label_thresholds=label_thresholds)
     return thresholds
