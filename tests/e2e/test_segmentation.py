@@ -96,6 +96,8 @@ def test_cardiac_dicom_seg_and_report(cardiac_run, run_cli):
     assert "Ejection fraction" in html and "Bland–Altman" in html and "Dice at end-systole" in html
     code, out, _ = run_cli("verify", cardiac_run)
     assert code == 0 and "OK" in out
+    code, out, err = run_cli("predict", cardiac_run, files[0])  # not supported yet: a clear error, not a crash
+    assert code == 2 and "segmentation model" in err
 
 
 def _npz(path: Path) -> Path:

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from medai.core.config import TaskKind
+from medai.core.errors import InvalidParameterError
 from medai.core.records import Record
 from medai.data.images import ImagePreprocessor
 from medai.data.preprocess import TabularPreprocessor
@@ -41,6 +42,12 @@ class Predictor:
         self.artifact = artifact
         self.task = artifact.task
         self.kind = TaskKind(self.task["kind"])
+        if self.kind is TaskKind.SEGMENTATION:
+            raise InvalidParameterError(
+                f"{artifact.path} is a segmentation model: `medai predict`, `evaluate` and `explain` do not take "
+                "segmentation models yet. Its run folder holds the test-set predictions (predictions.csv) and a "
+                "DICOM SEG of a test case (segmentation_example/seg.dcm)."
+            )
         self.is_image = artifact.preprocessor.get("type") == "image"
         self.preprocessor = (ImagePreprocessor.from_dict(artifact.preprocessor) if self.is_image
                              else TabularPreprocessor.from_dict(artifact.preprocessor))
