@@ -24,9 +24,12 @@ from medai.core.config import DataConfig, EvaluationConfig, RunConfig, TaskConfi
 from medai.core.errors import InvalidParameterError, MedaiError
 from medai.core.outputs import partial_path, write_text
 
-# Not a terminal (CI logs, pipes): wide enough for a results table rather than rich's default of 80 columns.
-console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
-out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+# Not a terminal (CI logs, pipes): wide enough for a results table rather than rich's default of 80 columns, and
+# messages are never wrapped, so a file path or a warning stays on one line that grep can find.
+console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120,
+                  soft_wrap=not sys.stderr.isatty())
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 120,
+                      soft_wrap=not sys.stdout.isatty())
 
 HEADLINE = {
     TaskKind.BINARY: ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "brier", "ece",
