@@ -50,11 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train, validate and register a model")
     train.add_argument("recipe", nargs="?", type=Path, help="a recipe YAML (see recipes/); or use --data")
-    train.add_argument("--data", help="a CSV/Parquet file, a built-in dataset name (see `medai datasets`), or image "
-                       "data: a MedMNIST .npz, a folder with one sub-folder per class, a CSV manifest "
-                       "(path,label[,patient_id]) or a HAM10000 folder. With a recipe: replaces its data path")
+    train.add_argument("--data", help="a CSV/Parquet file, a built-in dataset name (see `medai datasets`), image "
+                       "data (a MedMNIST .npz, a folder with one sub-folder per class, a CSV manifest "
+                       "path,label[,patient_id] or a HAM10000 folder) or ECG recordings (a folder with "
+                       "REFERENCE.csv, WFDB records with .atr beat annotations, or a PTB-XL folder). With a recipe: "
+                       "replaces its data path")
     train.add_argument("--model", help="registered network: mlp (tables, default), resnet18 (images, default), "
-                       "resnet50, densenet121, vit")
+                       "resnet50, densenet121, vit; resnet1d (ECG, default), ecg_transformer")
     train.add_argument("--task", choices=[k.value for k in TaskKind], help="default: detected from the outcome")
     train.add_argument("--label", help="outcome column (classification / regression)")
     train.add_argument("--time", help="survival time column")
@@ -74,15 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="externally validate a trained run on new data")
     evaluate.add_argument("run", type=Path, help="a run folder (or its model/ folder)")
-    evaluate.add_argument("--data", required=True, help="a CSV/Parquet file or a built-in dataset name")
+    evaluate.add_argument("--data", required=True, help="a CSV/Parquet file, a built-in dataset name, image data or "
+                          "a folder of ECG recordings (the training data's layout)")
     evaluate.add_argument("--out", type=Path, help="output folder (default RUN/external-NAME-TIMESTAMP)")
     evaluate.add_argument("--bootstrap", type=int, help="bootstrap resamples for CIs (default: the run's)")
 
     predict = commands.add_parser("predict", help="predict for new records (CSV/Parquet in, CSV/JSON out)")
     predict.add_argument("run", type=Path, help="a run folder (or its model/ folder)")
-    predict.add_argument("input", type=Path, help="records to predict: a table with the training feature columns, "
-                         "or for image models an image (PNG/JPEG/DICOM/NIfTI), a folder of images or a manifest")
+    predict.add_argument("input", type=Path, help="records to predict: a table with the training feature columns; "
+                         "for image models an image (PNG/JPEG/DICOM/NIfTI), a folder of images or a manifest; for "
+                         "ECG models a recording (WFDB .hea, CinC .mat, DICOM waveform, CSV) or a folder of them")
     predict.add_argument("--out", type=Path, help="output .csv or .json (default: CSV on standard output)")
+    predict.add_argument("--sampling-rate", type=float, help="ECG/PPG CSV without a time column: samples per second")
+
+    monitor = commands.add_parser("monitor", help="stream an ECG through a rhythm model: rhythm per window, alerts "
+                                  "(AF onset, flat line, poor signal) with timestamps, latency")
+    monitor.add_argument("run", type=Path, help="a run folder (or its model/ folder) of an ECG rhythm model")
+    monitor.add_argument("--record", type=Path, help="a recording to replay (WFDB, CinC .mat, DICOM, CSV); "
+                         "default: samples from standard input, one per line (channels comma-separated)")
+    monitor.add_argument("--sampling-rate", type=float, help="samples per second of standard input (or of a CSV "
+                         "without a time column)")
+    monitor.add_argument("--stride", type=float, help="seconds between windows (default: the model's stride)")
+    monitor.add_argument("--confirm", type=int, default=2,
+                         help="consecutive windows a rhythm change must hold before an alert (2)")
+    monitor.add_argument("--alerts-only", action="store_true", help="print alerts only, not every window")
+    monitor.add_argument("--out", type=Path, help="also write every event as JSON lines to this file")
 
     explain = commands.add_parser("explain", help="saliency overlay (Grad-CAM, integrated gradients) for an image")
     explain.add_argument("run", type=Path, help="a run folder (or its model/ folder) of an image model")
@@ -119,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict, "datasets": _datasets,
-                "verify": _verify, "tile": _tile, "explain": _explain}[args.command](args)
+                "verify": _verify, "tile": _tile, "explain": _explain, "monitor": _monitor}[args.command](args)
     except KeyboardInterrupt:
         if args.command == "train" and getattr(args, "_out", None) is not None:
             console.print(f"[yellow]Interrupted.[/] The unfinished run is kept in {partial_path(args._out)}; "
@@ -233,7 +251,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from medai.pipeline import predict_file
 
-    predictions, predictor, warnings = predict_file(args.run, args.input)
+    predictions, predictor, warnings = predict_file(args.run, args.input, sampling_rate_hz=args.sampling_rate)
     if len(warnings) > 5:
         warnings = warnings[:5] + [f"... and {len(warnings) - 5} more"]
     for warning in warnings:
@@ -251,6 +269,54 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         raise InvalidParameterError(f"--out must end in .csv or .json; got '{args.out.name}'.")
     console.print(f"{len(predictions)} predictions written to {args.out}")
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    import time
+
+    from medai.registry.predictor import Predictor
+    from medai.workflows.monitor import RhythmMonitor, read_stream, replay
+
+    predictor = Predictor.load(args.run)
+    events: list[str] = []
+    began = time.perf_counter()
+    if args.record is not None:
+        from medai.io.ecg import read_ecg
+
+        record = read_ecg(args.record, sampling_rate_hz=args.sampling_rate)
+        monitor = RhythmMonitor(predictor, record.meta["sampling_rate_hz"], record.meta.get("lead_names"),
+                                stride_s=args.stride, confirm=args.confirm)
+        console.print(f"[bold]medai monitor[/] {args.record} ({record.meta['duration_s']:.0f} s, "
+                      f"{record.meta['sampling_rate_hz']:g} Hz) — window {predictor.preprocessor.window_s:g} s, "
+                      f"stride {monitor.stride / monitor.rate:g} s")
+        stream = replay(monitor, record.data)
+        n_samples = int(record.data.shape[1])
+    else:
+        monitor = RhythmMonitor(predictor, args.sampling_rate, stride_s=args.stride, confirm=args.confirm)
+        counted = [0]
+
+        def from_stdin():
+            for chunk in read_stream(sys.stdin):
+                counted[0] += len(chunk)
+                yield from monitor.push(chunk)
+
+        stream = from_stdin()
+        n_samples = None
+    for event in stream:
+        line = json.dumps(event)
+        events.append(line)
+        if "alert" in event or not args.alerts_only:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+    wall = time.perf_counter() - began
+    summary = monitor.summary(n_samples if n_samples is not None else counted[0], wall)
+    if args.out is not None:
+        write_text(args.out, "\n".join(events + [json.dumps({"summary": summary})]) + "\n")
+    latency = summary["latency_ms"] or {}
+    console.print(f"{summary['n_windows']} windows ({summary['n_unusable']} unusable), {summary['n_alerts']} "
+                  f"alert(s); {summary['x_real_time']}x real time; latency per window median "
+                  f"{latency.get('median')} ms, p95 {latency.get('p95')} ms")
     return 0
 
 
@@ -323,7 +389,8 @@ def _print_results(result: Any) -> None:
     for name in baselines:
         table.add_column(f"{name} (test)")
     headline = HEADLINE.get(result.kind) or list(metrics[splits[-1]])[:6]
-    names = [m for m in headline if any(m in metrics[s] for s in splits)]
+    leading = [m for m in ("cinc2017_score", "auroc_A") if m in metrics[splits[-1]]]  # rhythm (CinC 2017) tasks
+    names = leading + [m for m in headline if any(m in metrics[s] for s in splits)]
     names += sorted((m for m in metrics[splits[-1]] if m.startswith("td_auc_")), key=lambda m: float(m[7:]))
     for metric in names:
         row = [metric] + [_cell(metrics[s].get(metric)) for s in splits]

@@ -41,13 +41,14 @@ from medai.evaluation.evaluate import (
 )
 from medai.evaluation.operating_point import choose_threshold
 from medai.evaluation.report import write_report
-from medai.evaluation.survival import choose_horizons, format_horizon
+from medai.evaluation.survival import choose_horizons
 from medai.io.tabular import read_table
 from medai.models import build_model
 from medai.models.baselines import BASELINES, DEFAULT_BASELINES, FittedBaseline, check_baselines
 from medai.registry.artifact import Artifact, load_artifact, save_artifact
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
+from medai.tasks.ecg import is_ecg_source
 from medai.tasks.imaging import is_image_source
 from medai.tasks.tabular import TabularTask, build_tabular_task
 from medai.training.losses import make_loss
@@ -133,6 +134,11 @@ def train(
 
         return train_segmentation(config, out, resume=resume, progress=progress, announce=announce,
                                   on_epoch_end=on_epoch_end)
+    if config.data.path is not None and is_ecg_source(config.data.path):
+        from medai.workflows.ecg import train_ecg
+
+        return train_ecg(config, out, resume=resume, progress=progress, announce=announce,
+                         on_epoch_end=on_epoch_end)
     if config.data.path is not None and is_image_source(config.data.path) \
             and config.task.kind is not TaskKind.SEGMENTATION:
         from medai.workflows.imaging import train_imaging
@@ -583,6 +589,10 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
     config = artifact.config
     evaluation = config.evaluation if n_resamples is None else dataclasses.replace(config.evaluation,
                                                                                    n_resamples=n_resamples)
+    if predictor.is_ecg:
+        from medai.workflows.ecg import evaluate_ecg
+
+        return evaluate_ecg(predictor, data, Path(out), evaluation, announce=announce)
     if predictor.is_image:
         from medai.workflows.imaging import evaluate_images
 
@@ -665,11 +675,22 @@ def _align_classes(task: TabularTask, class_names: list[str], source: str) -> Ta
 
 
 # -------------------------------------------------------------------------------------------------- predict
-def predict_file(run_dir: Path, input_path: Path) -> tuple[pd.DataFrame, Predictor, list[str]]:
+def predict_file(run_dir: Path, input_path: Path, *, sampling_rate_hz: float | None = None,
+                 ) -> tuple[pd.DataFrame, Predictor, list[str]]:
     """Predictions for every row of a CSV/Parquet file — or, for an image model, for an image file (PNG, JPEG,
-    DICOM, NIfTI), a folder of images or a manifest — and warnings about the input (unseen categories; how images
-    were resized or scaled)."""
+    DICOM, NIfTI), a folder of images or a manifest; for an ECG model, for a recording (WFDB, CinC .mat, DICOM
+    waveform, CSV with ``sampling_rate_hz`` when it has no time column) or a folder of them — and warnings about
+    the input (unseen categories; how images were resized or scaled; unusable signals)."""
     predictor = Predictor.load(run_dir)
+    if predictor.is_ecg:
+        from medai.io.ecg import read_ecgs_for_prediction
+
+        records = read_ecgs_for_prediction(input_path, sampling_rate_hz=sampling_rate_hz)
+        predictions = predictor.predict_signals(records)
+        unusable = int((predictions["pred"] == "unusable").sum())
+        warnings = [f"{unusable} recording(s) failed the signal check: no rhythm is given for them (see the "
+                    "'note' column)."] if unusable else []
+        return predictions, predictor, warnings
     if predictor.is_image:
         from medai.io.images import read_images_for_prediction
 

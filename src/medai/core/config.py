@@ -131,9 +131,23 @@ class PreprocessingConfig:
     image_size: tuple[int, ...] | None = None
     channels: int | None = None
     window: str | None = None
+    # ECG and other signals (medai.data.ecg_preprocessor): the rate signals are resampled to, the window the
+    # network sees and the stride between windows of a longer recording, the mains frequency notched out
+    # (null: none), and the leads the model takes (null: every lead of the training data; a name picks one).
+    sampling_rate_hz: float | None = None
+    window_s: float | None = None
+    stride_s: float | None = None
+    powerline_hz: float | None = 50.0
+    leads: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log1p", tuple(self.log1p))
+        for name in ("sampling_rate_hz", "window_s", "stride_s", "powerline_hz"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise invalid_parameter(name, "PreprocessingConfig", "a positive number or null", value)
+        if self.leads is not None:
+            object.__setattr__(self, "leads", tuple(str(lead) for lead in self.leads))
         if self.image_size is not None:
             size = tuple(self.image_size) if isinstance(self.image_size, (list, tuple)) else (self.image_size,) * 2
             if len(size) not in (2, 3) or not all(isinstance(v, int) and v >= 8 for v in size):

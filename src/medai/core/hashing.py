@@ -15,3 +15,11 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_files(root: Path, paths: list[Path]) -> str:
+    """One hex sha256 for a set of files under ``root``: of the sorted lines ``<relative path> <file sha256>``, so
+    it changes when any file's content, name or presence changes (data lineage of a folder dataset)."""
+    root = Path(root)
+    lines = sorted(f"{Path(p).relative_to(root).as_posix()} {sha256_file(Path(p))}" for p in paths)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()

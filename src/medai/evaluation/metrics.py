@@ -32,7 +32,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from medai.core.errors import DataValidationError, invalid_parameter
+from medai.core.errors import DataValidationError, InvalidParameterError, invalid_parameter
 
 __all__ = [
     "binary_metrics",
@@ -427,6 +427,29 @@ def _multiclass_inputs(y_true: object, y_prob: object, owner: str) -> tuple[np.n
     return y.astype(np.int64), p
 
 
+#: The PhysioNet/CinC Challenge 2017 score averages the F1 of these classes (normal, AF, other rhythm); the noisy
+#: class '~' is scored only through the others' F1 (Clifford et al., Computing in Cardiology 2017).
+CINC2017_CLASSES = ("N", "A", "O")
+
+
+def compute_cinc2017_score(y_true, y_pred, class_names: Sequence[str]) -> float:
+    """The CinC 2017 challenge score: mean F1 over classes N, A and O, each F1 = 2·TP / (2·TP + FP + FN) counted
+    over all four classes (so a normal recording called noisy costs N its recall).
+
+    Args:
+        y_true: ``(n,)`` class indices; y_pred: ``(n,)`` predicted indices; class_names: names of the indices,
+            which must include ``N``, ``A`` and ``O``.
+    """
+    names = list(class_names)
+    missing = [c for c in CINC2017_CLASSES if c not in names]
+    if missing:
+        raise InvalidParameterError(f"compute_cinc2017_score needs classes N, A and O; {missing} absent from "
+                                    f"{names}.")
+    labels = [names.index(c) for c in CINC2017_CLASSES]
+    scores = f1_score(np.asarray(y_true), np.asarray(y_pred), labels=labels, average=None, zero_division=0.0)
+    return float(np.mean(scores))
+
+
 def multiclass_metrics(y_true, y_prob, class_names: Sequence[str]) -> dict[str, float]:
     """All multi-class classification metrics of the evaluation report.
 
@@ -438,9 +461,10 @@ def multiclass_metrics(y_true, y_prob, class_names: Sequence[str]) -> dict[str, 
     Returns:
         ``auroc`` (macro one-vs-rest), ``auprc`` (macro one-vs-rest average precision), ``accuracy`` (of the
         arg-max class), ``f1_macro``, ``f1_<class>`` for each class, ``brier`` (mean over samples of
-        ``sum_k (p_k - onehot_k)^2``, in [0, 2]) and ``ece`` (top-label, 10 bins). AUROC and AUPRC are NaN when a
-        class is absent from ``y_true`` (its one-vs-rest curve is undefined); a class F1 is NaN when the class is
-        neither present nor predicted, and then so is ``f1_macro``.
+        ``sum_k (p_k - onehot_k)^2``, in [0, 2]), ``ece`` (top-label, 10 bins), ``auroc_<class>`` (one vs rest)
+        and, when the classes include N, A and O, ``cinc2017_score`` (:func:`compute_cinc2017_score`). AUROC and
+        AUPRC are NaN when a class is absent from ``y_true`` (its one-vs-rest curve is undefined); a class F1 is
+        NaN when the class is neither present nor predicted, and then so is ``f1_macro``.
 
     Raises:
         DataValidationError: lengths differ, ``y_true`` is not a class index, or ``y_prob`` is not a
@@ -473,6 +497,11 @@ def multiclass_metrics(y_true, y_prob, class_names: Sequence[str]) -> dict[str, 
     }
     for name, value in zip(names, f1_per_class, strict=True):
         out[f"f1_{name}"] = float(value)
+    for k, name in enumerate(names):  # one-vs-rest AUROC per class (e.g. atrial fibrillation vs the rest)
+        present = (y == k).any() and (y != k).any()
+        out[f"auroc_{name}"] = float(roc_auc_score(y == k, p[:, k])) if present else math.nan
+    if set(CINC2017_CLASSES) <= set(names):
+        out["cinc2017_score"] = compute_cinc2017_score(y, pred, names)
     out["brier"] = float(brier_score_loss(y, p, labels=labels, scale_by_half=False))
     out["ece"] = _ece_top_label(y, p, 10)
     return out

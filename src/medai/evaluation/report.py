@@ -604,6 +604,7 @@ def _build_context(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, 
     else:
         sections.append(_survival_section(run, metrics, predictions, primary))
     optional = (
+        _ecg_section(run, run_dir),
         _explanation_section(run, run_dir),
         _training_section(run),
         _missingness_section(missingness, model_card),
@@ -1041,6 +1042,36 @@ def _explanation_section(run: Mapping[str, Any], run_dir: Path) -> dict[str, Any
                                                            Cell(str(entry.get("interpretation", "")))], None))
         blocks.append(table)
     return _section("explanations", "Explanations", blocks)
+
+
+def _ecg_section(run: Mapping[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """ECG strips of test recordings with the prediction and a saliency trace, and the unusable recordings."""
+    examples = run.get("ecg_examples") or []
+    unusable = (run.get("data") or {}).get("unusable") or []
+    if not examples and not unusable:
+        return None
+    blocks: list[Block] = []
+    if examples:
+        blocks.append("Test recordings (one per class where possible), each at the window where the predicted class "
+                      "is most probable, on a 0.2 s grid. The orange band and trace show integrated-gradients "
+                      "saliency over time: where the evidence for the prediction lies. Saliency is a hypothesis "
+                      "about the model, not proof of its reasoning.")
+    for example in examples:
+        path = run_dir / example["image"]
+        if not path.is_file():
+            raise DataValidationError(f"'{path}' listed in run.json ecg_examples is missing.")
+        blocks.append(Figure(base64.b64encode(path.read_bytes()).decode("ascii"), f"ECG strip {example['id']}",
+                             f"{example['id']}: predicted {example['pred']} (p = {example['probability']:.2f})"
+                             + (f", reference {example['truth']}" if example.get("truth") else "")
+                             + f"; window {example['window_start_s']:.1f}–"
+                               f"{example['window_start_s'] + example['window_s']:.1f} s."))
+    if unusable:
+        table = Table(columns=["Recording", "Why the signal is unusable"],
+                      caption="Recordings that failed the signal check: no rhythm was predicted for them.")
+        for entry in unusable[:50]:
+            table.rows.append((str(entry["id"]), [Cell("; ".join(entry["reasons"]))], None))
+        blocks.append(table)
+    return _section("ecg", "ECG strips and signal quality", blocks)
 
 
 def _training_section(run: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ import torch
 from medai.core.config import TaskKind
 from medai.core.errors import InvalidParameterError
 from medai.core.records import Record
+from medai.data.ecg_preprocessor import EcgPreprocessor
 from medai.data.images import ImagePreprocessor
 from medai.data.preprocess import TabularPreprocessor
 from medai.evaluation.survival import format_horizon
@@ -49,7 +50,9 @@ class Predictor:
                 "DICOM SEG of a test case (segmentation_example/seg.dcm)."
             )
         self.is_image = artifact.preprocessor.get("type") == "image"
+        self.is_ecg = artifact.preprocessor.get("type") == "ecg"
         self.preprocessor = (ImagePreprocessor.from_dict(artifact.preprocessor) if self.is_image
+                             else EcgPreprocessor.from_dict(artifact.preprocessor) if self.is_ecg
                              else TabularPreprocessor.from_dict(artifact.preprocessor))
         config = artifact.config
         self.model = build_model(config.model.name, self.task["in_features"], self.task["out_features"],
@@ -69,14 +72,15 @@ class Predictor:
         return self.preprocessor.transform(frame, source=source)
 
     def model_input(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """What the network takes: tabular encodings as they are; uint8 images normalised to float32."""
+        """What the network takes: tabular encodings and ECG windows as they are; uint8 images normalised to
+        float32."""
         x = torch.as_tensor(x)
-        return self.preprocessor.normalise(x) if self.is_image else x
+        return self.preprocessor.normalise(x) if self.is_image or self.is_ecg else x
 
     @torch.no_grad()
     def raw_output(self, x: np.ndarray) -> np.ndarray:
         """Network output ``(n, out_features)`` with the training-time class reweighting undone."""
-        if self.is_image:
+        if self.is_image or self.is_ecg:
             chunks = [self.model(self.model_input(x[i:i + self.chunk_size])).float().numpy()
                       for i in range(0, len(x), self.chunk_size)]
             output = np.concatenate(chunks).astype(np.float64)
@@ -97,6 +101,41 @@ class Predictor:
         images, notes = self.prepare_images(records)
         frame = pd.DataFrame({"id": [record.id for record in records]})
         return pd.concat([frame, self.format_scores(self.scores(images))], axis=1), notes
+
+    def predict_signals(self, records: list[Record]) -> pd.DataFrame:
+        """Predictions for ECG recordings. A recording model gives one row per recording (its windows' mean
+        probabilities); a beat model one row per detected beat (``record``, ``time_s``). A recording that fails
+        the signal check gets ``pred`` = ``unusable`` and the reasons in ``note`` — never a rhythm."""
+        if not self.is_ecg:
+            raise TypeError("predict_signals is for ECG models.")
+        frames = []
+        for record in records:
+            signal, check, notes = self.preprocessor.condition(record)
+            if signal is None:
+                frames.append(pd.DataFrame({"id": [record.id], "pred": ["unusable"],
+                                            "note": ["signal unusable: " + "; ".join(check.reasons)]}))
+                continue
+            x, positions = self.preprocessor.model_windows(signal)
+            note = "; ".join(notes)
+            if self.preprocessor.unit == "beat":
+                if len(x) == 0:
+                    frames.append(pd.DataFrame({"id": [record.id], "pred": ["no beats"],
+                                                "note": ["no heartbeat was detected"]}))
+                    continue
+                time_s = np.asarray(positions) / self.preprocessor.sampling_rate_hz
+                head = pd.DataFrame({"id": [f"{record.id}:{t:.3f}" for t in time_s], "record": record.id,
+                                     "time_s": time_s})
+                frames.append(pd.concat([head, self.format_scores(self.scores(x)), pd.DataFrame(
+                    {"note": [note] * len(x)})], axis=1))
+                continue
+            window_scores = self.scores(x)
+            mean = window_scores.mean(axis=0, keepdims=window_scores.ndim == 2)
+            mean = np.atleast_1d(mean) if window_scores.ndim == 1 else mean
+            frame = pd.concat([pd.DataFrame({"id": [record.id]}), self.format_scores(mean)], axis=1)
+            frame["n_windows"] = len(x)
+            frame["note"] = note
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
 
     def predict(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         """Predict for every row of ``frame`` (feature columns as in training; extra columns are ignored)."""

@@ -22,6 +22,7 @@ from sklearn.preprocessing import label_binarize
 from medai.core.errors import DataValidationError, InvalidParameterError
 from medai.evaluation.metrics import (
     binary_metrics,
+    compute_cinc2017_score,
     compute_calibration_slope_intercept,
     compute_confusion_rates,
     compute_ece,
@@ -266,14 +267,31 @@ def test_multiclass_metrics_match_sklearn(multiclass_data):
     y, p = multiclass_data
     out = multiclass_metrics(y, p, class_names=["a", "b", "c"])
     pred = p.argmax(axis=1)
-    assert set(out) == {"auroc", "auprc", "accuracy", "f1_macro", "f1_a", "f1_b", "f1_c", "brier", "ece"}
+    assert set(out) == {"auroc", "auprc", "accuracy", "f1_macro", "f1_a", "f1_b", "f1_c", "brier", "ece",
+                        "auroc_a", "auroc_b", "auroc_c"}
     assert out["auroc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    assert [out["auroc_a"], out["auroc_b"], out["auroc_c"]] == pytest.approx(
+        [roc_auc_score(y == k, p[:, k]) for k in range(3)])
     assert out["auprc"] == pytest.approx(average_precision_score(label_binarize(y, classes=[0, 1, 2]), p))
     assert out["accuracy"] == pytest.approx(accuracy_score(y, pred))
     assert out["f1_macro"] == pytest.approx(f1_score(y, pred, average="macro"))
     assert [out["f1_a"], out["f1_b"], out["f1_c"]] == pytest.approx(f1_score(y, pred, average=None))
     assert out["brier"] == pytest.approx(np.mean(np.sum((p - np.eye(3)[y]) ** 2, axis=1)))
     assert out["ece"] == pytest.approx(compute_ece_multiclass(y, p))
+
+
+def test_cinc2017_score_is_the_mean_f1_over_normal_af_and_other():
+    names = ["N", "A", "O", "~"]
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 3])
+    pred = np.array([0, 0, 3, 1, 0, 2, 1, 3])  # a normal called noisy costs N its recall
+    # N: TP 2, FP 1, FN 1 -> 4/6; A: TP 1, FP 1, FN 1 -> 2/4; O: TP 1, FP 0, FN 1 -> 2/3
+    assert compute_cinc2017_score(y, pred, names) == pytest.approx((4 / 6 + 2 / 4 + 2 / 3) / 3)
+    p = np.eye(4)[pred] * 0.7 + 0.075
+    out = multiclass_metrics(y, p, class_names=names)
+    assert out["cinc2017_score"] == pytest.approx((4 / 6 + 2 / 4 + 2 / 3) / 3)
+    assert "cinc2017_score" not in multiclass_metrics(y, p, class_names=["a", "b", "c", "d"])
+    with pytest.raises(InvalidParameterError, match="needs classes N, A and O"):
+        compute_cinc2017_score(y, pred, ["N", "A", "X", "~"])
 
 
 def test_multiclass_metrics_absent_class_gives_nan_auroc(multiclass_data):
