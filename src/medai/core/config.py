@@ -139,6 +139,7 @@ class PreprocessingConfig:
     stride_s: float | None = None
     powerline_hz: float | None = 50.0
     leads: tuple[str, ...] | None = None
+    rr_channel: bool | None = None  # ECG: add the RR-interval trace as an input channel (null: rhythm tasks yes)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log1p", tuple(self.log1p))

@@ -18,7 +18,7 @@ at R-peak times drawn per rhythm, so the truth is exact: the R peak of every bea
   taller, discordant (inverted) T wave, followed by a full compensatory pause. Annotated ``'V'``.
 * ``flat``: a lead-off flat line (exactly 0 mV, no noise: a disconnected electrode gives a constant value); with
   ``flat_span_s=(start, end)`` a sinus record that is flat only in that stretch.
-* ``noise``: electrode-motion artefact (0.5–5 Hz, about 0.4 mV) plus muscle noise (20–100 Hz, about 0.1 mV),
+* ``noise``: electrode-motion artefact (0.5–5 Hz, about 0.4 mV) plus muscle noise (20–100 Hz, about 0.15 mV),
   no QRS complexes; ``r_peaks`` is empty.
 
 Wave timing follows the heart rate: the T component is time-scaled by ``sqrt(RR)`` (Bazett's QT-RR relation)
@@ -369,14 +369,14 @@ def _f_waves(rng: np.random.Generator, n_samples: int, fs: float) -> np.ndarray:
 
 
 def _motion_and_muscle_noise(rng: np.random.Generator, n_leads: int, n_samples: int, fs: float) -> np.ndarray:
-    """Electrode-motion artefact (0.5–5 Hz, sd 0.4 mV) plus muscle noise (20–100 Hz, sd 0.1 mV)."""
+    """Electrode-motion artefact (0.5–5 Hz, sd 0.4 mV) plus muscle noise (20–100 Hz, sd 0.15 mV)."""
     nyq = fs / 2
     motion = sps.sosfiltfilt(sps.butter(2, [0.5, min(5.0, 0.9 * nyq)], btype="bandpass", fs=fs, output="sos"),
                              rng.standard_normal((n_leads, n_samples)), axis=-1)
     muscle = sps.sosfiltfilt(sps.butter(2, [min(20.0, 0.4 * nyq), min(100.0, 0.9 * nyq)], btype="bandpass",
                                         fs=fs, output="sos"), rng.standard_normal((n_leads, n_samples)), axis=-1)
     motion *= 0.4 / np.maximum(motion.std(axis=-1, keepdims=True), 1e-12)
-    muscle *= 0.1 / np.maximum(muscle.std(axis=-1, keepdims=True), 1e-12)
+    muscle *= 0.15 / np.maximum(muscle.std(axis=-1, keepdims=True), 1e-12)
     return motion + muscle
 
 

@@ -72,7 +72,7 @@ def draw_strip(predictor, signal: np.ndarray, *, record_id: str, truth: str | No
     shown = windows[best] * scale  # back to mV
     t = (starts[best] + np.arange(shown.shape[1])) / rate
 
-    n_leads = min(3, shown.shape[0])
+    n_leads = min(3, len(predictor.preprocessor.leads or []) or shown.shape[0])  # leads only, not the RR trace
     fig, axes = plt.subplots(n_leads + 1, 1, figsize=(10, 1.6 * n_leads + 1.0), sharex=True,
                              gridspec_kw={"height_ratios": [3] * n_leads + [1]})
     leads = predictor.preprocessor.leads or [f"lead {i + 1}" for i in range(shown.shape[0])]

@@ -166,9 +166,10 @@ def make_preprocessor(name: str, preprocessing: PreprocessingConfig) -> EcgPrepr
                                unit="beat", before_s=window / 2, after_s=window / 2)
     window = preprocessing.window_s or window
     stride = preprocessing.stride_s or min(stride, window)
+    rr_channel = preprocessing.rr_channel if preprocessing.rr_channel is not None else name == "rhythm"
     return EcgPreprocessor(sampling_rate_hz=rate, window_s=window, stride_s=stride,
                            powerline_hz=preprocessing.powerline_hz,
-                           leads=list(preprocessing.leads) if preprocessing.leads else None)
+                           leads=list(preprocessing.leads) if preprocessing.leads else None, rr_channel=rr_channel)
 
 
 # ------------------------------------------------------------------------------------------------ reading

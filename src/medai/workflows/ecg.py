@@ -191,7 +191,7 @@ def fit_ecg(task: EcgTask, split: dict[str, Any], config: RunConfig, checkpoint_
     inputs = {s: _network_inputs(task, split[s]) for s in SPLITS}
     out_features = 1 if task.kind is TaskKind.BINARY else len(task.class_names)
     torch.manual_seed(seed)
-    n_leads = len(preprocessor.leads)
+    n_leads = preprocessor.n_channels
     model = build_model(config.model.name, n_leads, out_features, config.model.params)
     n_weights = sum(p.numel() for p in model.parameters())
     augmentation = config.training.augmentation if config.training.augmentation != "auto" else "light"
@@ -342,7 +342,7 @@ def _network_inputs(task: EcgTask, index: np.ndarray) -> tuple[np.ndarray, np.nd
             windows.append(w)
             labels.append(np.repeat(task.y[i:i + 1], len(w), axis=0))
             owner.append(np.full(len(w), k))
-    n_leads = len(p.leads)
+    n_leads = p.n_channels
     x = np.concatenate(windows) if windows else np.zeros((0, n_leads, p.window_samples), np.float32)
     return x, np.concatenate(labels), np.concatenate(owner)
 
