@@ -38,6 +38,7 @@ Method choices (why):
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -114,6 +115,9 @@ RR_FEATURE_NAMES = (
     "rr_cosen",  # coefficient of sample entropy (Lake & Moorman 2011)
     "rr_frac_premature",  # fraction of RR < 0.85 x median RR
     "rr_frac_short_long",  # fraction of short (< 0.85 x median) RR followed by long (> 1.15 x median) RR
+    "rr_cv_without_premature",  # CV once premature RR intervals and the ones after them are left out
+    "hr_max_bpm",  # highest heart rate over 4 consecutive RR intervals
+    "hr_min_bpm",  # lowest heart rate over 4 consecutive RR intervals
 )
 
 _HRV_TIME_KEYS = ("MeanNN", "SDNN", "RMSSD", "SDSD", "CVNN", "CVSD", "MedianNN", "MadNN", "MCVNN", "IQRNN",
@@ -137,6 +141,8 @@ MORPHOLOGY_FEATURE_NAMES = (
     "t_wave_ratio",  # T-wave window bump of the median beat / QRS peak-to-peak
     "beat_corr_median",  # median correlation of each beat (R - 0.1 s to R + 0.4 s) with the median beat
     "beat_corr_low_fraction",  # fraction of beats correlating < 0.9 with it (ectopy, noise)
+    "ectopic_aberrant_fraction",  # beats both premature (RR before < 0.85 x median) and correlating < 0.9 (PVC)
+    "ectopic_normal_fraction",  # beats premature but shaped like the median beat (supraventricular ectopy)
     "atrial_residual_ratio",  # RMS after QRST cancellation / QRS peak-to-peak
     "atrial_residual_af_band",  # fraction of that residual's 1–40 Hz power in the f-wave band 4–9 Hz
     "signal_kurtosis",  # of the cleaned lead (kSQI; ECG is peaky, noise is not)
@@ -290,7 +296,7 @@ def clean(
                                 f"lower it for a {fs:g} Hz signal", band_hz)
     if low is not None and high is not None and low >= high:
         raise invalid_parameter("band_hz", owner, "low < high", band_hz)
-    if powerline_hz is not None and not (isinstance(powerline_hz, (int, float)) and powerline_hz > 0):
+    if powerline_hz is not None and not (isinstance(powerline_hz, numbers.Real) and powerline_hz > 0):
         raise invalid_parameter("powerline_hz", owner, "a positive frequency in Hz or None", powerline_hz)
     y = x
     if low is not None or high is not None:
@@ -408,7 +414,8 @@ def rr_features(r_peaks: Any, sampling_rate_hz: float) -> dict[str, float]:
 
     Keys are :data:`RR_FEATURE_NAMES` (in that order; intervals in seconds). NaN where a statistic is
     undefined for so few intervals — never a made-up value: mean/median/min/max/heart rate need 1 interval;
-    SD, CV, RMSSD, pNN50, median |difference| and the short-long fraction 2; the turning point ratio 3; the
+    SD, CV, RMSSD, pNN50, median |difference| and the short-long fraction 2 (the CV without premature beats 2
+    regular intervals); the turning point ratio 3; the 4-interval maximum and minimum heart rates 4; the
     Shannon entropy 8; sample entropy and COSEn 10.
 
     * Sample entropy with m = 1 and tolerance r = 30 ms, widened in 10 ms steps (up to 100 ms) while no match
@@ -448,10 +455,18 @@ def rr_features(r_peaks: Any, sampling_rate_hz: float) -> dict[str, float]:
                    rr_pnn50=float(np.mean(np.abs(d) > 0.05)),
                    rr_median_abs_diff_ratio=float(np.median(np.abs(d)) / median),
                    rr_frac_short_long=float(np.mean((rr[:-1] < 0.85 * median) & (rr[1:] > 1.15 * median))))
+        premature = rr < 0.85 * median
+        after_premature = np.r_[False, premature[:-1]]
+        regular = rr[~(premature | after_premature)]
+        if regular.size >= 2:
+            out["rr_cv_without_premature"] = float(regular.std(ddof=1) / regular.mean())
     if n >= 3:
         mid, left, right = rr[1:-1], rr[:-2], rr[2:]
         turning = ((mid > left) & (mid > right)) | ((mid < left) & (mid < right))
         out["rr_turning_point_ratio"] = float(turning.sum() / (2 * (n - 2) / 3))
+    if n >= 4:
+        running = np.convolve(rr, np.full(4, 0.25), mode="valid")
+        out.update(hr_max_bpm=float(60.0 / running.min()), hr_min_bpm=float(60.0 / running.max()))
     if n >= _MIN_RR_SHANNON:
         counts, _ = np.histogram(rr, bins=16)
         out["rr_shannon_entropy"] = float(stats.entropy(counts) / np.log(16))
@@ -472,7 +487,7 @@ def hrv_features(r_peaks: Any, sampling_rate_hz: float) -> dict[str, float]:
     out), the Poincaré, fragmentation (PIP, IALS, PSS, PAS; Costa et al. 2017), asymmetry, entropy and DFA
     alpha-1 indices of ``hrv_nonlinear``, then the ``rr_*`` features. NaN where undefined: the time domain
     needs 3 R peaks, the nonlinear indices 8 RR intervals (and neurokit2 leaves some NaN for short records,
-    e.g. DFA alpha-1).
+    e.g. DFA alpha-1, and cannot compute any for a perfectly constant RR series).
 
     Args:
         r_peaks: increasing R-peak sample indices.
@@ -492,7 +507,12 @@ def hrv_features(r_peaks: Any, sampling_rate_hz: float) -> dict[str, float]:
             for k in _HRV_TIME_KEYS:
                 out[f"HRV_{k}"] = float(row.get(f"HRV_{k}", math.nan))
         if peaks.size - 1 >= _MIN_RR_NONLINEAR:
-            row = nk.hrv_nonlinear(peaks, sampling_rate=fs).iloc[0]
+            try:
+                row = nk.hrv_nonlinear(peaks, sampling_rate=fs).iloc[0]
+            except (ZeroDivisionError, ValueError):
+                # neurokit2 0.2.x divides by zero on degenerate series (e.g. perfectly constant RR: no
+                # accelerations for its asymmetry indices); those indices stay NaN
+                row = {}
             for k in _HRV_NONLINEAR_KEYS:
                 out[f"HRV_{k}"] = float(row.get(f"HRV_{k}", math.nan))
     out.update(rr_features(peaks, fs))
@@ -506,8 +526,9 @@ def signal_quality(lead: Any, sampling_rate_hz: float) -> float:
     The mean of neurokit2's template-matching index (Orphanidou et al. 2015: correlation of each beat with the
     average beat, averaged over the record, negatives as 0), weighted by the fraction of the record covered by
     physiological RR intervals (0.25–2.5 s), and its detector-agreement index (Ho et al. 2025: fraction of the
-    record whose RR intervals two QRS detectors agree on); see the module docstring for the choice. A lead with fewer than 3 detectable beats (flat, or noise without QRS-like events) scores 0; a lead
-    shorter than 4 s (the least neurokit2's beat templates accept) gives NaN: undefined, not bad.
+    record whose RR intervals two QRS detectors agree on); see the module docstring for the choice. A lead
+    with fewer than 3 detectable beats (flat, or noise without QRS-like events) scores 0; a lead shorter than
+    4 s (the least neurokit2's beat templates accept) gives NaN: undefined, not bad.
 
     Args:
         lead: ``(samples,)`` in mV, no NaN.
@@ -613,7 +634,7 @@ def check_signal(
     if not rate_ok:
         reasons.append(f"implausible sampling rate {fs:g} Hz (expected {MIN_SAMPLING_RATE_HZ:g} Hz to "
                        f"{MAX_SAMPLING_RATE_HZ / 1000:g} kHz)")
-    if not duration_s >= min_duration_s:
+    if math.isfinite(duration_s) and duration_s < min_duration_s:
         reasons.append(f"too short: {duration_s:.1f} s (at least {min_duration_s:g} s needed)")
     rate = fs if rate_ok else None
     per_lead: dict[str, list[Any]] = {k: [] for k in ("nan_fraction", "longest_nan_run_s", "flat_stretches_s",
@@ -754,6 +775,13 @@ def _morphology(raw: np.ndarray, cleaned: np.ndarray, peaks: np.ndarray, fs: flo
     corr = _row_corr(beats[:, shape], template[shape])
     out["beat_corr_median"] = float(np.nanmedian(corr))
     out["beat_corr_low_fraction"] = float(np.mean(~(corr >= 0.9)))
+    rr = np.diff(peaks) / fs
+    if rr.size >= 2:
+        position = np.searchsorted(peaks, kept)  # index of each kept beat among all peaks
+        rr_before = np.where(position >= 1, rr[np.maximum(position - 1, 0)], np.nan)
+        premature = rr_before < 0.85 * np.median(rr)
+        out["ectopic_aberrant_fraction"] = float(np.mean(premature & ~(corr >= 0.9)))
+        out["ectopic_normal_fraction"] = float(np.mean(premature & (corr >= 0.9)))
     # QRST cancellation: subtract the median beat at every kept beat, never twice over the same samples
     residual = cleaned.copy()
     covered_to = 0
@@ -800,12 +828,10 @@ def record_features(signal: Any, sampling_rate_hz: float) -> dict[str, float]:
     out["duration_s"] = lead.size / fs
     peaks = detect_r_peaks(lead, fs)
     out.update(hrv_features(peaks, fs))
-    if np.ptp(lead) < 1e-9 or lead.size <= 3 * (2 * _BAND_ORDER * 2 + 1):
-        out["signal_quality"] = 0.0
-        return out
-    cleaned = clean(lead, fs, band_hz=(0.5, min(40.0, 0.45 * fs)))
-    out.update(_morphology(lead, cleaned, peaks, fs))
     out["signal_quality"] = signal_quality(lead, fs)
+    if np.ptp(lead) >= 1e-9 and lead.size > 3 * (2 * _BAND_ORDER + 1):  # not flat, long enough to filter
+        cleaned = clean(lead, fs, band_hz=(0.5, min(40.0, 0.45 * fs)))
+        out.update(_morphology(lead, cleaned, peaks, fs))
     return {k: (float(out[k]) if np.isfinite(out[k]) else math.nan) for k in FEATURE_NAMES}
 
 

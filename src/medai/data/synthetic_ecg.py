@@ -120,7 +120,8 @@ def synthesize_ecg(
         n_leads: 1 to 12 leads, the first ``n_leads`` of :data:`LEAD_NAMES`.
         noise_mv: standard deviation of the added Gaussian noise in mV (not added to flat stretches).
         baseline_wander_mv: amplitude of the baseline wander sinusoid in mV (0 = none).
-        pvc_fraction: for ``pvc``, the fraction of beats that are PVCs (0 to 0.5; rounded to whole beats).
+        pvc_fraction: for ``pvc``, the fraction of beats that are PVCs (0 to 0.4; rounded to whole beats; PVCs
+            are never adjacent, so very short records may hold fewer).
         flat_span_s: for ``flat``, ``(start, end)`` in seconds of the flat stretch inside a sinus record;
             ``None`` makes the whole record flat.
         seed: seed of ``numpy.random.default_rng``; the same arguments give the same record.
@@ -142,8 +143,8 @@ def synthesize_ecg(
     if float(noise_mv) < 0 or float(baseline_wander_mv) < 0:
         raise invalid_parameter("noise_mv/baseline_wander_mv", owner, "non-negative amplitudes in mV",
                                 (noise_mv, baseline_wander_mv))
-    if not 0.0 <= float(pvc_fraction) <= 0.5:
-        raise invalid_parameter("pvc_fraction", owner, "a fraction in [0, 0.5]", pvc_fraction)
+    if not 0.0 <= float(pvc_fraction) <= 0.4:
+        raise invalid_parameter("pvc_fraction", owner, "a fraction in [0, 0.4]", pvc_fraction)
     if flat_span_s is not None:
         if rhythm != "flat":
             raise invalid_parameter("flat_span_s", owner, "None unless rhythm='flat'", flat_span_s)
@@ -338,20 +339,17 @@ def _af_times(rng: np.random.Generator, rr_mean_s: float, duration_s: float) -> 
 
 
 def _choose_pvcs(rng: np.random.Generator, r_times: np.ndarray, duration_s: float, fraction: float) -> np.ndarray:
-    """Mark round(fraction x beats in the record) beats as PVCs: never adjacent, never first or last inside."""
+    """Mark round(fraction x beats in the record) beats as PVCs, uniformly among the placements where no two
+    are adjacent and neither the first nor the last beat inside the record is one."""
     inside = np.flatnonzero((r_times >= 0) & (r_times < duration_s))
-    n_pvc = int(round(fraction * inside.size))
+    candidates = inside[1:-1]
+    m = candidates.size
+    n_pvc = min(int(round(fraction * inside.size)), (m + 1) // 2)
     is_pvc = np.zeros(r_times.size, bool)
-    candidates = list(inside[1:-1])
-    order = rng.permutation(len(candidates))
-    chosen: set[int] = set()
-    for i in order:
-        if len(chosen) == n_pvc:
-            break
-        k = candidates[i]
-        if k - 1 not in chosen and k + 1 not in chosen:
-            chosen.add(k)
-    is_pvc[list(chosen)] = True
+    if n_pvc > 0:
+        # k non-adjacent positions among m <-> k increasing slots among m - k + 1, shifted by their rank
+        slots = np.sort(rng.choice(m - n_pvc + 1, size=n_pvc, replace=False))
+        is_pvc[candidates[slots + np.arange(n_pvc)]] = True
     return is_pvc
 
 

@@ -151,6 +151,8 @@ def test_hrv_and_record_features_have_the_fixed_keys_and_nan_for_three_beats():
     for key in ("rr_sampen", "rr_cosen", "rr_shannon_entropy", "HRV_SD1", "HRV_DFA_alpha1"):
         assert math.isnan(feats[key]), key
     assert all(math.isnan(v) for k, v in hrv_features(np.array([5]), FS).items() if k != "rr_count")
+    constant = hrv_features(np.arange(0, 30_000, 300), FS)  # neurokit2 cannot do nonlinear HRV on this
+    assert tuple(constant) == HRV_FEATURE_NAMES and constant["HRV_SDNN"] == 0 and math.isnan(constant["HRV_SD1"])
 
     short = synthesize_ecg("sinus", duration_s=3.0, sampling_rate_hz=FS, heart_rate_bpm=60, seed=1)
     assert len(short.r_peaks) == 3

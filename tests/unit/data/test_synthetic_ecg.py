@@ -182,7 +182,7 @@ def test_invalid_parameters_are_refused():
     with pytest.raises(InvalidParameterError, match="'n_leads' parameter"):
         synthesize_ecg(n_leads=13)
     with pytest.raises(InvalidParameterError, match="'pvc_fraction' parameter"):
-        synthesize_ecg("pvc", pvc_fraction=0.7)
+        synthesize_ecg("pvc", pvc_fraction=0.5)
     with pytest.raises(InvalidParameterError, match="'flat_span_s' parameter"):
         synthesize_ecg("sinus", flat_span_s=(1.0, 2.0))
     with pytest.raises(InvalidParameterError, match="'sampling_rate_hz' parameter"):
