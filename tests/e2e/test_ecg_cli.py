@@ -196,6 +196,20 @@ def test_beat_classification_splits_by_record(tmp_path, run_cli):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
     assert metrics["auroc"]["value"] > 0.9  # a PVC is wide, early and has no P wave
 
+    # a new recording: R peaks detected, one prediction per beat with its time
+    new = synthesize_ecg("pvc", duration_s=30, sampling_rate_hz=360.0, seed=500, pvc_fraction=0.25, noise_mv=0.02)
+    header = write_wfdb(new, tmp_path / "new", "fresh", with_annotations=False)
+    code, stdout, stderr = run_cli("predict", tmp_path / "run", header)
+    assert code == 0, stderr
+    beats = pd.read_csv(io.StringIO(stdout))
+    assert set(beats["record"]) == {"fresh"} and beats["time_s"].is_monotonic_increasing
+    truth_v = new.r_peaks[np.array(new.beat_symbols) == "V"] / 360.0
+    called_v = beats.loc[beats["pred"] == "V", "time_s"].to_numpy()
+    hits = sum(np.min(np.abs(called_v - t)) < 0.15 for t in truth_v if len(called_v))
+    assert hits >= 0.8 * len(truth_v)  # PVCs found at their times
+    code, _, stderr = run_cli("monitor", tmp_path / "run", "--record", header)
+    assert code == 2 and "rhythm model" in stderr
+
 
 def test_twelve_lead_ptbxl_layout_trains_multilabel_and_reads_a_real_dicom_ecg(tmp_path, run_cli):
     data = write_ptbxl_folder(tmp_path / "ptbxl", n_records=80)
@@ -218,3 +232,28 @@ def test_twelve_lead_ptbxl_layout_trains_multilabel_and_reads_a_real_dicom_ecg(t
     assert code == 0, stderr
     row = pd.read_csv(io.StringIO(stdout)).iloc[0]
     assert row["id"] == "waveform_ecg" and {f"score_{c}" for c in ("CD", "MI", "NORM")} <= set(row.index)
+
+
+def test_short_truncated_and_mismatched_recordings_are_refused_by_name(rhythm_run, run_cli, tmp_path):
+    _, out = rhythm_run
+    short = synthesize_ecg("sinus", duration_s=3, sampling_rate_hz=RATE, seed=6)
+    write_cinc_mat_record(tmp_path, "SHORT1", short.signal, RATE)
+    code, stdout, stderr = run_cli("predict", out, tmp_path / "SHORT1.mat")
+    assert code == 0, stderr
+    row = pd.read_csv(io.StringIO(stdout)).iloc[0]
+    assert row["pred"] == "unusable" and "too short" in row["note"]
+
+    header = write_wfdb(synthesize_ecg("sinus", duration_s=20, sampling_rate_hz=RATE, seed=7), tmp_path, "cut",
+                        with_annotations=False)
+    dat = tmp_path / "cut.dat"
+    dat.write_bytes(dat.read_bytes()[: dat.stat().st_size // 2])
+    code, _, stderr = run_cli("predict", out, header)
+    assert code == 2 and "cut.dat" in stderr and "truncated" in stderr
+
+    lines = header.read_text().splitlines()
+    fields = lines[0].split()
+    fields[3] = str(int(fields[3]) // 4)  # the header now claims fewer samples than the file holds
+    (tmp_path / "cut.dat").write_bytes(b"\x00\x00" * int(20 * RATE))
+    header.write_text("\n".join([" ".join(fields), *lines[1:]]) + "\n")
+    code, _, stderr = run_cli("predict", out, header)
+    assert code == 2 and "mismatch" in stderr
