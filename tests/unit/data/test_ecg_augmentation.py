@@ -23,14 +23,7 @@ from medai.training.trainer import Trainer
 FS = 100.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: one thread is about as fast, and is not slowed 20–40× when another process keeps
-    one of the two cores busy (measured: OpenMP threads wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(n: int = 8, leads: int = 3, samples: int = 1000, seed: int = 0) -> torch.Tensor:

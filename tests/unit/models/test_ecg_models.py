@@ -18,14 +18,7 @@ SMALL = {"resnet1d": {"width": 8}, "ecg_transformer": {"width": 32, "depth": 2, 
 NAMES = list(SMALL)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: one thread is about as fast, and is not slowed 20–40× when another process keeps
-    one of the two cores busy (measured: OpenMP threads wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(name: str, leads: int = 1, out_features: int = 2, seed: int = 0, **params) -> torch.nn.Module:
