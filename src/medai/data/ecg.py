@@ -704,7 +704,7 @@ def check_signal(
                 if b - a >= _MIN_QUALITY_S * fs:
                     quality = signal_quality(filled_lead[a:b], fs)
                     if quality < QUALITY_THRESHOLD:
-                        reasons.append(f"poor signal quality {quality:.2f} (below {QUALITY_THRESHOLD:g}): "
+                        reasons.append(f"poor signal quality {quality:.3f} (below {QUALITY_THRESHOLD:g}): "
                                        f"noise or no recognisable heartbeats ({name})")
         per_lead["quality"].append(quality)
     details.update(per_lead)
