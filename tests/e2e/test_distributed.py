@@ -35,8 +35,11 @@ def test_torchrun_two_processes_match_single_process_training(tmp_path, run_cli)
     try:
         output, _ = process.communicate(timeout=300)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
-        output, _ = process.communicate()
+        os.killpg(process.pid, signal.SIGKILL)  # torchrun and the workers still in its process group
+        try:  # a worker outside the group would hold the pipe open: never wait on it forever
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            output = "(no output: a worker kept the pipe open after torchrun was killed)"
         pytest.fail(f"torchrun did not finish in 300 s; its output:\n{output[-4000:]}")
     assert process.returncode == 0, output[-4000:]
 
