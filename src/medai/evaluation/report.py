@@ -282,6 +282,10 @@ def _metric_label(name: str) -> str:
         return f"Time-dependent AUC at t = {_fmt_horizon(float(match['t']))}"
     if name.startswith("f1_") and name not in _METRIC_LABELS:
         return f"F1 ({name.removeprefix('f1_')})"
+    if name.startswith("auroc_") and name not in _METRIC_LABELS:
+        return f"AUROC ({name.removeprefix('auroc_')} vs rest)"
+    if name == "cinc2017_score":
+        return "CinC 2017 score (mean F1 of N, A, O)"
     return _METRIC_LABELS.get(name, name)
 
 
