@@ -20,7 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 
 import medai
-from medai.core.config import DataConfig, EvaluationConfig, RunConfig, TaskConfig, TaskKind, load_recipe
+from medai.core.config import (
+    DataConfig, EhrOutcome, EvaluationConfig, RunConfig, TaskConfig, TaskKind, load_recipe,
+)
 from medai.core.errors import InvalidParameterError, MedaiError
 from medai.core.outputs import partial_path, write_text
 
@@ -57,7 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "replaces its data path")
     train.add_argument("--model", help="registered network: mlp (tables, default), resnet18 (images, default), "
                        "resnet50, densenet121, vit; resnet1d (ECG, default), ecg_transformer")
-    train.add_argument("--task", choices=[k.value for k in TaskKind], help="default: detected from the outcome")
+    train.add_argument("--task", choices=[k.value for k in TaskKind] + [o.value for o in EhrOutcome],
+                       help="default: detected from the outcome. EHR data (MIMIC-III tables, FHIR bundles, event "
+                       "CSV): mortality, length_of_stay, readmission or phenotype")
+    train.add_argument("--horizon-hours", type=float, help="EHR: the outcome window in hours (mortality: in "
+                       "hospital; length_of_stay: 72; readmission: 720)")
+    train.add_argument("--observation-hours", type=float, help="EHR: hours after ICU admission the prediction may "
+                       "use (mortality 48; length_of_stay and phenotype 24)")
+    train.add_argument("--text", help="text classification: the CSV column holding the note or report text")
     train.add_argument("--label", help="outcome column (classification / regression)")
     train.add_argument("--time", help="survival time column")
     train.add_argument("--event", help="survival event column (1 = event, 0 = censored)")
@@ -181,7 +190,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> RunConfig:
-    flags = {k: getattr(args, k) for k in ("task", "label", "time", "event", "id", "patient_id", "positive_class")}
+    flags = {k: getattr(args, k) for k in ("task", "label", "time", "event", "id", "patient_id", "positive_class",
+                                           "text", "horizon_hours", "observation_hours")}
     if args.recipe is not None:
         if any(v is not None for v in flags.values()):
             raise InvalidParameterError(
@@ -194,6 +204,9 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
     elif args.data is not None:
         data = _data_config(args.data)
         kind = flags.pop("task") or TaskKind.CLASSIFICATION
+        if kind in tuple(EhrOutcome):
+            flags["outcome"] = EhrOutcome(kind)
+            kind = TaskKind.MULTILABEL if kind == EhrOutcome.PHENOTYPE else TaskKind.BINARY
         if data.builtin is not None and data.builtin in _segmentation_datasets():
             kind = TaskKind.SEGMENTATION
         task = TaskConfig(kind=kind, **{k: v for k, v in flags.items() if v is not None})

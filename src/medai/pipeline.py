@@ -134,6 +134,16 @@ def train(
 
         return train_segmentation(config, out, resume=resume, progress=progress, announce=announce,
                                   on_epoch_end=on_epoch_end)
+    if config.task.text is not None:
+        from medai.workflows.text import train_text
+
+        return train_text(config, out, resume=resume, progress=progress, announce=announce,
+                          on_epoch_end=on_epoch_end)
+    if config.task.outcome is not None:
+        from medai.workflows.ehr import train_ehr
+
+        return train_ehr(config, out, resume=resume, progress=progress, announce=announce,
+                         on_epoch_end=on_epoch_end)
     if config.data.path is not None and is_ecg_source(config.data.path):
         from medai.workflows.ecg import train_ecg
 

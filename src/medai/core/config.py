@@ -30,6 +30,21 @@ class TaskKind(StrEnum):
     SEGMENTATION = "segmentation"  # a class per pixel/voxel
 
 
+class EhrOutcome(StrEnum):
+    """What an EHR task predicts from a patient timeline (``medai.tasks.ehr``), with its time parameters.
+
+    ``mortality``: death in hospital, predicted ``observation_hours`` (48) after ICU admission. ``length_of_stay``:
+    ICU stay longer than ``horizon_hours`` (72), predicted at ``observation_hours`` (24). ``readmission``: a new
+    hospital admission (or death) within ``horizon_hours`` (720 = 30 days) of discharge, predicted at discharge.
+    ``phenotype``: the admission's ICD-9 groups (multi-label), predicted at ``observation_hours`` (24).
+    """
+
+    MORTALITY = "mortality"
+    LENGTH_OF_STAY = "length_of_stay"
+    READMISSION = "readmission"
+    PHENOTYPE = "phenotype"
+
+
 class OperatingPoint(StrEnum):
     """How the decision threshold of a binary model is chosen on the validation split."""
 
@@ -79,9 +94,19 @@ class TaskConfig:
     exclude: tuple[str, ...] = ()
     on_invalid: str = "raise"
     class_names: tuple[str, ...] | None = None
+    text: str | None = None  # text classification: the column holding the note/report text
+    outcome: EhrOutcome | None = None  # EHR data: what is predicted from each timeline (see EhrOutcome)
+    horizon_hours: float | None = None  # EHR: outcome window (meaning per outcome; null: the outcome's default)
+    observation_hours: float | None = None  # EHR: hours of data after ICU admission the prediction may use
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _enum(TaskKind, self.kind, "kind", "TaskConfig"))
+        if self.outcome is not None:
+            object.__setattr__(self, "outcome", _enum(EhrOutcome, self.outcome, "outcome", "TaskConfig"))
+        for name in ("horizon_hours", "observation_hours"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise invalid_parameter(name, "TaskConfig", "a positive number of hours or null", value)
         if self.on_invalid not in ("raise", "skip"):
             raise invalid_parameter("on_invalid", "TaskConfig", "'raise' or 'skip'", self.on_invalid)
         if self.kind is TaskKind.SURVIVAL:
