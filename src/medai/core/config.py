@@ -165,10 +165,18 @@ class PreprocessingConfig:
     powerline_hz: float | None = 50.0
     leads: tuple[str, ...] | None = None
     rr_channel: bool | None = None  # ECG: add the RR-interval trace as an input channel (null: rhythm tasks yes)
+    # EHR time series (medai.data.ehr_features): bin width, how empty bins are filled (ffill | median | mean), how
+    # long forward fill may carry a value (null: to the end of the window), and mask + time-since-last channels.
+    bin_hours: float | None = None
+    impute: str | None = None
+    ffill_limit_hours: float | None = 24.0
+    missing_indicators: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log1p", tuple(self.log1p))
-        for name in ("sampling_rate_hz", "window_s", "stride_s", "powerline_hz"):
+        if self.impute not in (None, "ffill", "median", "mean"):
+            raise invalid_parameter("impute", "PreprocessingConfig", "'ffill', 'median', 'mean' or null", self.impute)
+        for name in ("sampling_rate_hz", "window_s", "stride_s", "powerline_hz", "bin_hours", "ffill_limit_hours"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
                 raise invalid_parameter(name, "PreprocessingConfig", "a positive number or null", value)
@@ -223,7 +231,7 @@ class TrainingConfig:
     num_workers: int | None = None
 
     #: Defaults of ``max_epochs`` and ``patience`` by data modality (an image epoch costs far more than a table's).
-    DEFAULTS = {"tabular": (300, 30), "image": (60, 10)}
+    DEFAULTS = {"tabular": (300, 30), "image": (60, 10), "ehr": (100, 15)}
 
     def resolved(self, modality: str) -> TrainingConfig:
         """This configuration with ``max_epochs``/``patience`` left unset filled in for ``modality``."""
@@ -274,6 +282,7 @@ class EvaluationConfig:
     subgroups: tuple[str, ...] | None = None
     min_subgroup_n: int = 30
     explained_images: int = 4
+    imputation_sensitivity: bool = True  # EHR: retrain with other imputation choices and compare (report section)
 
     def __post_init__(self) -> None:
         object.__setattr__(

@@ -612,6 +612,7 @@ def _build_context(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, 
         _explanation_section(run, run_dir),
         _training_section(run),
         _missingness_section(missingness, model_card),
+        _imputation_section(run),
         _subgroup_section(subgroups, kind, primary),
         _model_card_section(model_card, run, run_dir),
     )
@@ -1095,17 +1096,43 @@ def _missingness_section(missingness: Mapping[str, Any] | None,
     if not missingness:
         return None
     splits = _ordered_splits(s for entry in missingness.values() for s in (entry.get("by_split") or {}))
-    table = Table(columns=["Column", "Missing", "Fraction", *(f"Fraction ({_split_label(s)})" for s in splits)],
-                  caption="Feature columns of the input table, most incomplete first.")
+    # EHR runs also give missingness by subgroup and the fraction of time bins measured (medai.workflows.ehr)
+    subgroups = sorted({(attr, group) for entry in missingness.values()
+                        for attr, groups in (entry.get("by_subgroup") or {}).items() for group in groups})
+    has_bins = any("bins_measured" in entry for entry in missingness.values())
+    caption = ("Concepts of the observation window: samples with no value in the window, most incomplete first; "
+               "'bins measured' is the mean fraction of time bins holding a measurement." if has_bins else
+               "Feature columns of the input table, most incomplete first.")
+    table = Table(columns=["Column", "Missing", "Fraction", *(f"Fraction ({_split_label(s)})" for s in splits),
+                           *(f"{attr}: {group}" for attr, group in subgroups),
+                           *(["Bins measured"] if has_bins else [])], caption=caption)
     ordered = sorted(missingness.items(), key=lambda item: -_float_or(item[1].get("fraction"), 0.0))
     for column, entry in ordered:
         by_split = entry.get("by_split") or {}
+        by_subgroup = entry.get("by_subgroup") or {}
         cells = [Cell(f"{int(entry.get('n_missing', 0)):,}"), _fmt_fraction(entry.get("fraction"))]
-        table.rows.append((column, cells + [_fmt_fraction(by_split.get(s)) for s in splits], None))
+        cells += [_fmt_fraction(by_split.get(s)) for s in splits]
+        cells += [_fmt_fraction((by_subgroup.get(attr) or {}).get(group)) for attr, group in subgroups]
+        if has_bins:
+            cells.append(_fmt_fraction(entry.get("bins_measured")))
+        table.rows.append((column, cells, None))
     strategy = (model_card or {}).get("preprocessing_and_missing_data")
     note = (f"Handling of missing values and preprocessing: {strategy}" if strategy else
             "The imputation strategy is not recorded here (no model/model_card.json in the run directory).")
     return _section("missing", "Missing data", [note, table])
+
+
+def _imputation_section(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """EHR runs: the network retrained with other imputation choices (same split and seed)."""
+    sensitivity = run.get("imputation_sensitivity")
+    if not sensitivity:
+        return None
+    table = Table(columns=["Imputation", "Validation AUROC", "Test AUROC"],
+                  caption="Same network, split and seed; only the handling of missing values changes.")
+    for row in sensitivity.get("variants") or []:
+        table.rows.append((row["variant"], [_fmt_metric(row.get("val_auroc")), _fmt_metric(row.get("test_auroc"))],
+                           None))
+    return _section("imputation", "Imputation sensitivity analysis", [sensitivity.get("note", ""), table])
 
 
 def _fmt_fraction(value: Any) -> Cell:

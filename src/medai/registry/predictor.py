@@ -18,6 +18,7 @@ from medai.core.config import TaskKind
 from medai.core.errors import InvalidParameterError
 from medai.core.records import Record
 from medai.data.ecg_preprocessor import EcgPreprocessor
+from medai.data.ehr_features import EhrFeaturizer
 from medai.data.images import ImagePreprocessor
 from medai.data.preprocess import TabularPreprocessor
 from medai.evaluation.survival import format_horizon
@@ -51,8 +52,10 @@ class Predictor:
             )
         self.is_image = artifact.preprocessor.get("type") == "image"
         self.is_ecg = artifact.preprocessor.get("type") == "ecg"
+        self.is_ehr = artifact.preprocessor.get("type") == "ehr"  # input: EhrFeaturizer sequences (n, bins, C)
         self.preprocessor = (ImagePreprocessor.from_dict(artifact.preprocessor) if self.is_image
                              else EcgPreprocessor.from_dict(artifact.preprocessor) if self.is_ecg
+                             else EhrFeaturizer.from_dict(artifact.preprocessor) if self.is_ehr
                              else TabularPreprocessor.from_dict(artifact.preprocessor))
         config = artifact.config
         self.model = build_model(config.model.name, self.task["in_features"], self.task["out_features"],
@@ -80,7 +83,7 @@ class Predictor:
     @torch.no_grad()
     def raw_output(self, x: np.ndarray) -> np.ndarray:
         """Network output ``(n, out_features)`` with the training-time class reweighting undone."""
-        if self.is_image or self.is_ecg:
+        if self.is_image or self.is_ecg or self.is_ehr:
             chunks = [self.model(self.model_input(x[i:i + self.chunk_size])).float().numpy()
                       for i in range(0, len(x), self.chunk_size)]
             output = np.concatenate(chunks).astype(np.float64)
