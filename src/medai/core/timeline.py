@@ -98,7 +98,8 @@ class Timeline:
         """Age in years at ``time``; ages over 89 are reported as 90 (HIPAA; MIMIC shifts them to ~300)."""
         if self.birth_time is None or pd.isna(self.birth_time):
             return None
-        age = (pd.Timestamp(time) - pd.Timestamp(self.birth_time)).days / 365.25
+        # python datetimes: MIMIC's shifted birth dates lie ~300 years back, beyond pandas' Timedelta range
+        age = (pd.Timestamp(time).to_pydatetime() - pd.Timestamp(self.birth_time).to_pydatetime()).days / 365.25
         return float(min(age, 90.0))
 
     def events_before(self, time: pd.Timestamp, *, start: pd.Timestamp | None = None) -> pd.DataFrame:

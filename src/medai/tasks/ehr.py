@@ -332,10 +332,13 @@ def build_ehr_task(timelines: list[Timeline], outcome: EhrOutcome | str, *, obse
             positives = matrix.sum(axis=0)
             keep = [j for j, p in enumerate(positives)
                     if MIN_PHENOTYPE_POSITIVES <= p <= len(samples) - MIN_PHENOTYPE_POSITIVES]
-            dropped = [f"{names[j]} ({int(positives[j])})" for j in range(len(names)) if j not in keep]
-            if dropped:
+            dropped = [f"{names[j]} ({int(positives[j])} of {len(samples)})" for j in range(len(names))
+                       if j not in keep and positives[j] > 0]
+            absent = sum(1 for j in range(len(names)) if positives[j] == 0)
+            if dropped or absent:
                 warnings.append(f"Phenotypes with fewer than {MIN_PHENOTYPE_POSITIVES} positive (or negative) "
-                                f"samples are not modelled: {', '.join(dropped)}.")
+                                f"samples are not modelled: {', '.join(dropped) or 'none'}"
+                                + (f"; {absent} of the {len(names)} groups never occur." if absent else "."))
         else:
             keep = [names.index(p) for p in phenotypes]
         if len(keep) < 1:

@@ -113,6 +113,8 @@ def train_ehr(config: RunConfig, out: Path, *, resume: bool = False, progress: b
 
     split = _split(task, config)
     announce("Split: " + split["strategy"] + " — " + ", ".join(f"{s} {len(split[s])}" for s in SPLITS))
+    if task.kind is TaskKind.MULTILABEL:
+        task = _keep_splittable_phenotypes(task, split)
     work = open_run_directory(out, resume=resume)
     _check_resume_config(work, config, resume)
 
@@ -312,10 +314,30 @@ def missingness_by_concept(task: EhrTask, timelines, split, featurizer: EhrFeatu
 
 # ------------------------------------------------------------------------------------------------- helpers
 def _split(task: EhrTask, config: RunConfig) -> dict[str, Any]:
-    strata = task.y if task.y.ndim == 1 else task.y.argmax(axis=1) * (task.y.max(axis=1) > 0)
+    # phenotypes: stratify by the number of groups a sample has (above/below the median) — rare label
+    # combinations would leave strata too small to split
+    strata = task.y if task.y.ndim == 1 else (task.y.sum(axis=1) > np.median(task.y.sum(axis=1))).astype(int)
     index = split_indices(np.asarray(strata), groups=task.groups, val_fraction=config.split.val_fraction,
                           test_fraction=config.split.test_fraction, seed=config.split.seed)
     return {**index, "strategy": "stratified by outcome, grouped by patient (no patient in two splits)"}
+
+
+def _keep_splittable_phenotypes(task: EhrTask, split) -> EhrTask:
+    """Phenotypes need positives and negatives in every split (a threshold is chosen on validation, metrics are
+    computed on test); the others are dropped and named in the warnings."""
+    keep, dropped = [], []
+    for j, name in enumerate(task.class_names):
+        ok = all(0 < task.y[split[s], j].sum() < len(split[s]) for s in SPLITS)
+        (keep if ok else dropped).append(j)
+    if not keep:
+        raise DataValidationError(f"{task.source}: no phenotype has positive and negative samples in each of the "
+                                  "train, validation and test splits; more data is needed.")
+    if not dropped:
+        return task
+    names = ", ".join(task.class_names[j] for j in dropped)
+    return dataclasses.replace(task, y=task.y[:, keep], class_names=[task.class_names[j] for j in keep],
+                               warnings=task.warnings + [f"Phenotypes absent from (or in every sample of) a split "
+                                                         f"are not modelled: {names}."])
 
 
 def _baseline_features(task: EhrTask, timelines, split, featurizer: EhrFeaturizer) -> dict[str, np.ndarray]:
