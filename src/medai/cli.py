@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     tile.add_argument("--on-invalid", choices=["raise", "skip"], default="raise",
                       help="a missing/unreadable slide or one without tissue: stop (default) or skip and count")
     tile.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from medai.nlp.deid import add_deid_parser
+    from medai.nlp.draft_report import add_draft_report_parser
+
+    add_draft_report_parser(commands)
+    add_deid_parser(commands)
     return parser
 
 
@@ -145,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return {"train": _train, "evaluate": _evaluate, "predict": _predict, "datasets": _datasets,
-                "verify": _verify, "tile": _tile, "explain": _explain, "monitor": _monitor}[args.command](args)
+        commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "datasets": _datasets,
+                    "verify": _verify, "tile": _tile, "explain": _explain, "monitor": _monitor}
+        # draft-report and deid bring their own handler (medai.nlp: set_defaults(handler=...))
+        return commands[args.command](args) if args.command in commands else args.handler(args)
     except KeyboardInterrupt:
         if args.command == "train" and getattr(args, "_out", None) is not None:
             console.print(f"[yellow]Interrupted.[/] The unfinished run is kept in {partial_path(args._out)}; "
