@@ -162,6 +162,10 @@ class EhrLabeler:
                 label = self._icu_label(timeline, stay, admissions, at, death, excluded)
                 if label is _EXCLUDED:
                     continue
+            elif pd.isna(stay.end) and (timeline.events.empty or timeline.events["time"].iloc[-1] < at):
+                # predicting for an ongoing stay: its observation window is not complete yet
+                _count(excluded, f"ongoing stay with less than {self.observation_hours:g} h of data so far")
+                continue
             yield EhrSample(index, str(stay.encounter_id), _str_or_none(stay.parent_id), start, at, label,
                             _static(timeline, at))
 

@@ -294,8 +294,9 @@ def missingness_by_concept(task: EhrTask, timelines, split, featurizer: EhrFeatu
     """Per concept: the fraction of samples with no value in the observation window (overall, by split, by sex and
     age band) and the mean fraction of time bins measured — the report's missingness table."""
     observed = featurizer.observed_fraction(task.samples, timelines)
+    names = [s for s, index in split.items() if isinstance(index, np.ndarray)]
     split_of = np.empty(len(task.samples), dtype=object)
-    for s in SPLITS:
+    for s in names:
         split_of[split[s]] = s
     groups = subgroup_columns(facts, ("sex", "age"))
     profile = {}
@@ -304,7 +305,7 @@ def missingness_by_concept(task: EhrTask, timelines, split, featurizer: EhrFeatu
         profile[concept] = {
             "n_missing": int(missing.sum()),
             "fraction": float(missing.mean()),
-            "by_split": {s: float(missing[split_of == s].mean()) for s in SPLITS if (split_of == s).any()},
+            "by_split": {s: float(missing[split_of == s].mean()) for s in names if (split_of == s).any()},
             "by_subgroup": {attr: {str(g): float(missing[(values == g).to_numpy()].mean())
                                    for g in sorted(values.unique())} for attr, values in groups.items()},
             "bins_measured": float(observed[concept].mean()),
@@ -419,3 +420,90 @@ def _prediction_rows(task: EhrTask, index, split_name: str, predictor: Predictor
         for j, name in enumerate(task.class_names):
             frame[f"label_{name}"] = task.y[index, j]
     return pd.concat([frame, predictor.format_scores(scores)], axis=1)
+
+
+# ------------------------------------------------------------------------------------- evaluate and predict
+def _task_for(predictor: Predictor, timelines, source: str, *, with_labels: bool = True) -> EhrTask:
+    """The artefact's own task definition (outcome, observation and horizon hours, phenotypes) on new data."""
+    meta = predictor.task
+    if with_labels:
+        return build_ehr_task(timelines, meta["outcome"], observation_hours=meta["observation_hours"],
+                              horizon_hours=meta["horizon_hours"], source=source,
+                              phenotypes=meta["class_names"] if meta["kind"] == TaskKind.MULTILABEL.value else None)
+    from medai.tasks.ehr import EhrLabeler
+
+    labeler = EhrLabeler(meta["outcome"], meta["observation_hours"], meta["horizon_hours"], with_labels=False)
+    samples, excluded = labeler.samples(timelines)
+    return EhrTask(labeler.outcome, labeler, samples, TaskKind(meta["kind"]), np.zeros(len(samples), dtype=np.int64),
+                   list(meta["class_names"]), np.array([s.sample_id for s in samples], dtype=object),
+                   np.array([timelines[s.patient].patient_id for s in samples], dtype=object), excluded, source)
+
+
+def predict_ehr(predictor: Predictor, path) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions for every eligible encounter of new EHR data (MIMIC tables, FHIR bundles, event CSV) at the
+    model's prediction time (e.g. 48 h after ICU admission); outcomes are not read. Returns the predictions
+    (``id``, ``patient_id``, ``prediction_time``, scores, ``pred``) and notes on the encounters left out."""
+    timelines, _ = read_ehr(path, progress=False, announce=lambda s: None)
+    task = _task_for(predictor, timelines, str(path), with_labels=False)
+    notes = [f"{n} encounter(s) not predicted: {reason}." for reason, n in task.excluded.items()]
+    if not task.samples:
+        return pd.DataFrame(columns=["id", "patient_id", "prediction_time"]), notes
+    scores = predictor.scores(predictor.preprocessor.sequences(task.samples, timelines))
+    frame = pd.DataFrame({"id": task.ids, "patient_id": task.groups,
+                          "prediction_time": [s.prediction_time.isoformat() for s in task.samples]})
+    return pd.concat([frame, predictor.format_scores(scores)], axis=1), notes
+
+
+def evaluate_ehr(predictor: Predictor, data, out: Path, evaluation, *, announce: Progress = lambda s: None):
+    """External validation of an EHR model on new labelled data (the model's own task definition and features,
+    never refitted); writes split ``external``."""
+    from medai.evaluation.report import write_report
+    from medai.pipeline import RunResult
+
+    out = Path(out)
+    check_run_directory(out)
+    config = predictor.artifact.config
+    timelines, layout = read_ehr(data.path, progress=False, announce=announce)
+    task = _task_for(predictor, timelines, str(data.path))
+    announce(task.describe())
+    work = open_run_directory(out)
+    scores = predictor.scores(predictor.preprocessor.sequences(task.samples, timelines))
+    thresholds = predictor.artifact.thresholds
+    context = MetricContext(class_names=task.class_names, threshold=thresholds.get("threshold"),
+                            label_thresholds=thresholds.get("label_thresholds"))
+    outcome = SplitOutcome(task.kind, scores, y=task.y)
+    announce(f"Evaluating on {len(task.samples)} external samples with {evaluation.n_resamples} bootstrap "
+             "resamples ...")
+    metrics = {"external": evaluate_split(outcome, context, evaluation, config.training.seed)}
+    facts = _sample_facts(task)
+    subgroups = {}
+    if task.kind is TaskKind.BINARY:
+        groups = subgroup_columns(facts, evaluation.subgroups or ("sex", "age"))
+        subgroups = evaluate_subgroups(groups, outcome, context, metrics["external"], evaluation,
+                                       config.training.seed)
+    index = np.arange(len(task.samples))
+    split = {"external": index}
+    missingness = missingness_by_concept(task, timelines, split, predictor.preprocessor, facts)
+    run = {
+        "name": f"{config.name} — external validation",
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "medai_version": medai.__version__,
+        "seed": config.training.seed,
+        "evaluated_model": {"path": str(predictor.artifact.path), "sha256": predictor.artifact.sha256},
+        "task": task_summary(task),
+        "data": _data_facts(timelines, layout, data.path),
+        "split": {"strategy": "external validation (all samples)", "n": {"external": len(index)}},
+        "model": {"name": config.model.name, "params": config.model.params},
+        "operating_point": ({"method": thresholds["method"], "threshold": thresholds["threshold"]}
+                            if task.kind is TaskKind.BINARY else None),
+        "warnings": _warnings(task, timelines),
+    }
+    rows = _prediction_rows(task, split["external"], "external", predictor, scores)
+    write_text(work / "predictions.csv", rows.to_csv(index=False))
+    write_json(work / "metrics.json", metrics)
+    write_json(work / "subgroups.json", subgroups)
+    write_json(work / "missingness.json", missingness)
+    write_json(work / "run.json", run)
+    write_report(work)
+    final = finish_run_directory(work, out)
+    return RunResult(out=final, kind=task.kind, metrics=metrics, baselines={}, run=run)
