@@ -19,18 +19,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cinc2017_cv  # noqa: E402
 import common  # noqa: E402
 import deepsurv_rotterdam_gbsg  # noqa: E402
+import deid  # noqa: E402
 import ehr_ingest  # noqa: E402
 import imaging_speed  # noqa: E402
+import iu_reports  # noqa: E402
 import medmnist  # noqa: E402
 import memory_3d  # noqa: E402
 import metabric_cv  # noqa: E402
 import mimic_mortality  # noqa: E402
+import negation  # noqa: E402
 import monitor_speed  # noqa: E402
 import wdbc_cv  # noqa: E402
 
 BENCHMARKS = {module.NAME: module for module in (wdbc_cv, deepsurv_rotterdam_gbsg, metabric_cv, medmnist,
                                                  imaging_speed, memory_3d, cinc2017_cv, monitor_speed,
-                                                 ehr_ingest, mimic_mortality)}
+                                                 ehr_ingest, mimic_mortality, negation, deid, iu_reports)}
 
 
 def main(argv: list[str]) -> int:

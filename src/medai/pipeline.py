@@ -603,6 +603,14 @@ def evaluate_external(run_dir: Path, data, out: Path, *, announce: Progress = la
         from medai.workflows.ecg import evaluate_ecg
 
         return evaluate_ecg(predictor, data, Path(out), evaluation, announce=announce)
+    if predictor.is_text:
+        from medai.workflows.text import evaluate_text
+
+        return evaluate_text(predictor, data, Path(out), evaluation, announce=announce)
+    if predictor.is_ehr:
+        from medai.workflows.ehr import evaluate_ehr
+
+        return evaluate_ehr(predictor, data, Path(out), evaluation, announce=announce)
     if predictor.is_image:
         from medai.workflows.imaging import evaluate_images
 
@@ -689,9 +697,15 @@ def predict_file(run_dir: Path, input_path: Path, *, sampling_rate_hz: float | N
                  ) -> tuple[pd.DataFrame, Predictor, list[str]]:
     """Predictions for every row of a CSV/Parquet file — or, for an image model, for an image file (PNG, JPEG,
     DICOM, NIfTI), a folder of images or a manifest; for an ECG model, for a recording (WFDB, CinC .mat, DICOM
-    waveform, CSV with ``sampling_rate_hz`` when it has no time column) or a folder of them — and warnings about
-    the input (unseen categories; how images were resized or scaled; unusable signals)."""
+    waveform, CSV with ``sampling_rate_hz`` when it has no time column) or a folder of them; for a text model, for
+    every row of a table with its text column(s) — and warnings about the input (unseen categories; how images were
+    resized or scaled; unusable signals; rows without text)."""
     predictor = Predictor.load(run_dir)
+    if predictor.is_ehr:
+        from medai.workflows.ehr import predict_ehr
+
+        predictions, notes = predict_ehr(predictor, input_path)
+        return predictions, predictor, notes
     if predictor.is_ecg:
         from medai.io.ecg import read_ecgs_for_prediction
 
@@ -715,6 +729,11 @@ def predict_file(run_dir: Path, input_path: Path, *, sampling_rate_hz: float | N
                 key = re.sub(r"resized from \S+ to", "resized to", note)
                 counts[key] = counts.get(key, 0) + 1
         warnings = [f"{n} image(s): {note}" for note, n in counts.items()]
+        return predictions, predictor, warnings
+    if predictor.is_text:
+        from medai.workflows.text import predict_table
+
+        predictions, warnings = predict_table(predictor, read_table(input_path), str(input_path))
         return predictions, predictor, warnings
     frame = read_table(input_path)
     predictions = predictor.predict(frame, source=str(input_path))

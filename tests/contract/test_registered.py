@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from sklearn.metrics import roc_auc_score
 
 from medai.core.config import TaskConfig, TaskKind
 from medai.data.builtin import BUILTIN_DATASETS, load_builtin
 from medai.models import MODELS, build_model
-from medai.models.baselines import BASELINES, FittedBaseline
+from medai.models.baselines import BASELINES, TEXT_BASELINES, FittedBaseline, TfidfLogistic
 from medai.tasks.tabular import build_tabular_task
 
 
@@ -49,7 +50,7 @@ def test_model_contract(name, out_features, tmp_path):
                        model.state_dict()[first].detach())
 
 
-@pytest.mark.parametrize("name", BASELINES.names())
+@pytest.mark.parametrize("name", [n for n in BASELINES.names() if n not in TEXT_BASELINES])
 def test_baseline_contract(name):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 4))
@@ -71,6 +72,28 @@ def test_baseline_contract(name):
             y = np.digitize(x[:, 0], np.quantile(x[:, 0], np.linspace(0, 1, classes + 1)[1:-1]))
             scores = baseline.fit(x, y=y).scores(x)
             assert scores.shape == ((120,) if classes == 2 else (120, 3))
+
+
+@pytest.mark.parametrize("name", TEXT_BASELINES)
+def test_text_baseline_contract(name):
+    """Text baselines read texts: each kind learns which words mark which class or finding."""
+    rng = np.random.default_rng(0)
+    words = np.array(["effusion", "cardiomegaly", "opacity"])
+    filler = ["the", "lungs", "are", "clear", "heart", "size", "normal", "no", "acute", "process"]
+    y3 = rng.integers(0, 3, 150)
+    texts = [" ".join(list(rng.choice(filler, 6)) + [words[k]]) for k in y3]
+    for kind in BASELINES.get(name).kinds:
+        if kind is TaskKind.MULTILABEL:
+            y = np.stack([(y3 == k).astype(int) for k in range(3)], axis=1)
+        else:
+            y = (y3 == 0).astype(int) if kind is TaskKind.BINARY else y3
+        baseline = TfidfLogistic(kind, seed=0).fit(texts[:100], y[:100], texts[100:], y[100:])
+        scores = baseline.scores(texts[100:])
+        assert scores.shape == ((50,) if kind is TaskKind.BINARY else (50, 3))
+        if kind is TaskKind.BINARY:
+            assert roc_auc_score(y[100:], scores) > 0.95
+        else:
+            assert (scores.argmax(axis=1) == y3[100:]).mean() > 0.9
 
 
 @pytest.mark.parametrize("name", BUILTIN_DATASETS.names())

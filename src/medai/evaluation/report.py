@@ -607,8 +607,11 @@ def _build_context(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, 
         sections.append(_regression_section(run, predictions, primary))
     else:
         sections.append(_survival_section(run, metrics, predictions, primary))
+    from medai.evaluation.text_report import text_section  # here: that module imports this one
+
     optional = (
         _ecg_section(run, run_dir),
+        text_section(run),
         _explanation_section(run, run_dir),
         _training_section(run),
         _missingness_section(missingness, model_card),

@@ -102,3 +102,92 @@ class FittedBaseline:
         for i, fn in enumerate(functions):
             out[i] = fn(np.clip(grid, fn.domain[0], fn.domain[1]))
         return out
+
+
+# ------------------------------------------------------------------------------------------- text baselines
+#: Inverse regularisation strengths tried for the TF-IDF baseline; the one with the best validation AUROC wins.
+TFIDF_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+class TfidfLogistic:
+    """TF-IDF of word 1-2-grams (sublinear tf, terms in at least 2 training texts) + L2 logistic regression;
+    one-vs-rest for multi-label findings. ``C`` is chosen on the validation texts (best AUROC, macro over
+    findings) when they are given to :meth:`fit`, then the model is refitted on the training texts only.
+
+    Inputs are texts ``(n,)``; scores follow the Predictor's conventions (binary ``(n,)``, else ``(n, K)``).
+    """
+
+    def __init__(self, kind: TaskKind, seed: int = 0, c_grid: tuple[float, ...] = TFIDF_C_GRID) -> None:
+        self.kind = TaskKind(kind)
+        self.seed = seed
+        self.c_grid = tuple(c_grid)
+
+    def _estimator(self, c: float):
+        from sklearn.multiclass import OneVsRestClassifier
+
+        logistic = LogisticRegression(C=c, max_iter=5000, random_state=self.seed)
+        return OneVsRestClassifier(logistic) if self.kind is TaskKind.MULTILABEL else logistic
+
+    def fit(self, texts, y, val_texts=None, val_y=None) -> TfidfLogistic:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.metrics import roc_auc_score
+
+        texts = _as_texts(texts)
+        self.vectorizer_ = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        x = self.vectorizer_.fit_transform(texts)
+        self.document_frequency_ = np.asarray((x > 0).sum(axis=0)).ravel()  # training texts holding each term
+        self.val_auroc_ = {}
+        candidates = self.c_grid if val_texts is not None else (10.0,)
+        best = None
+        for c in candidates:
+            estimator = self._estimator(c).fit(x, y)
+            if val_texts is not None:
+                scores = self._scores(estimator, self.vectorizer_.transform(_as_texts(val_texts)))
+                auroc = float(roc_auc_score(val_y, scores, average="macro", multi_class="ovr"))
+                self.val_auroc_[c] = auroc
+                if best is None or auroc > best[0]:
+                    best = (auroc, c, estimator)
+            else:
+                best = (None, c, estimator)
+        _, self.C_, self.estimator_ = best
+        return self
+
+    def _scores(self, estimator, x) -> np.ndarray:
+        p = estimator.predict_proba(x)
+        return p[:, 1] if self.kind is TaskKind.BINARY else p
+
+    def scores(self, texts) -> np.ndarray:
+        return self._scores(self.estimator_, self.vectorizer_.transform(_as_texts(texts)))
+
+    def top_terms(self, n: int = 10, mask: np.ndarray | None = None) -> dict[int, list[tuple[str, float]]]:
+        """The ``n`` terms with the largest positive coefficient per class or finding (key: class index; binary:
+        one entry, the positive class); ``mask`` limits the candidates (e.g. to frequent terms)."""
+        terms = self.vectorizer_.get_feature_names_out()
+        if self.kind is TaskKind.MULTILABEL:
+            rows = [e.coef_[0] for e in self.estimator_.estimators_]
+        elif self.kind is TaskKind.BINARY:
+            rows = [self.estimator_.coef_[0]]
+        else:
+            rows = list(self.estimator_.coef_)
+        allowed = np.ones(len(terms), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        result = {}
+        for k, row in enumerate(rows):
+            order = [i for i in np.argsort(row)[::-1] if allowed[i]][:n]
+            result[k] = [(str(terms[i]), float(row[i])) for i in order]
+        return result
+
+
+def _as_texts(texts) -> list[str]:
+    texts = list(texts)
+    if texts and not isinstance(texts[0], str):
+        raise InvalidParameterError("The TF-IDF baseline takes texts (one string per record), not feature rows.")
+    return texts
+
+
+BASELINES.register("tfidf_logistic")(Baseline(
+    "TF-IDF word 1-2-grams + logistic regression (C chosen on validation; one-vs-rest for findings)",
+    (TaskKind.BINARY, TaskKind.MULTICLASS, TaskKind.MULTILABEL),
+    lambda seed: TfidfLogistic(TaskKind.BINARY, seed),  # the text workflow builds it for its own kind
+))
+#: Baselines that read the raw text (the others read a feature matrix).
+TEXT_BASELINES = ("tfidf_logistic",)

@@ -1,9 +1,9 @@
 """The Predictor: one object that turns new records into predictions, used by `medai predict`, `medai evaluate`,
 `medai explain` and (later) the service. It only ever runs a verified artefact.
 
-Inputs are table rows (tabular models) or image records (image models); the artefact's ``preprocessor.json``
-``type`` says which. Image predictors take uint8 images prepared by the stored :class:`ImagePreprocessor` (any
-size and intensity range is resized and scaled the way training data was) and run in fp32 in chunks.
+Inputs are table rows (tabular models), image records (image models), ECG recordings or texts (text models);
+the artefact's ``preprocessor.json`` ``type`` says which. Image predictors take uint8 images prepared by the stored
+:class:`ImagePreprocessor` (any size and intensity range is resized and scaled the way training data was) and run in fp32 in chunks.
 """
 
 from __future__ import annotations
@@ -53,9 +53,16 @@ class Predictor:
         self.is_image = artifact.preprocessor.get("type") == "image"
         self.is_ecg = artifact.preprocessor.get("type") == "ecg"
         self.is_ehr = artifact.preprocessor.get("type") == "ehr"  # input: EhrFeaturizer sequences (n, bins, C)
+        self.is_text = artifact.preprocessor.get("type") == "text"  # input: texts composed by TextPreprocessor
+        if self.is_text:
+            from medai.models.text import check_encoder  # also registers the text networks
+            from medai.tasks.text import TextPreprocessor
+
+            check_encoder(artifact.preprocessor.get("encoder") or {}, where=str(artifact.path))
         self.preprocessor = (ImagePreprocessor.from_dict(artifact.preprocessor) if self.is_image
                              else EcgPreprocessor.from_dict(artifact.preprocessor) if self.is_ecg
                              else EhrFeaturizer.from_dict(artifact.preprocessor) if self.is_ehr
+                             else TextPreprocessor.from_dict(artifact.preprocessor) if self.is_text
                              else TabularPreprocessor.from_dict(artifact.preprocessor))
         config = artifact.config
         self.model = build_model(config.model.name, self.task["in_features"], self.task["out_features"],
@@ -83,7 +90,9 @@ class Predictor:
     @torch.no_grad()
     def raw_output(self, x: np.ndarray) -> np.ndarray:
         """Network output ``(n, out_features)`` with the training-time class reweighting undone."""
-        if self.is_image or self.is_ecg or self.is_ehr:
+        if self.is_text:  # x: texts, tokenised by the model in chunks of similar length
+            output = self.model.logits(x)
+        elif self.is_image or self.is_ecg or self.is_ehr:
             chunks = [self.model(self.model_input(x[i:i + self.chunk_size])).float().numpy()
                       for i in range(0, len(x), self.chunk_size)]
             output = np.concatenate(chunks).astype(np.float64)
@@ -139,6 +148,17 @@ class Predictor:
             frame["note"] = note
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
+
+    def predict_texts(self, texts, ids) -> pd.DataFrame:
+        """Predictions for report texts (already composed from the model's text columns; see
+        :meth:`medai.tasks.text.TextPreprocessor.texts`), one row per text with its ``id``."""
+        if not self.is_text:
+            raise TypeError("predict_texts is for text models.")
+        texts = np.asarray(texts, dtype=object)
+        frame = pd.DataFrame({"id": np.asarray(ids, dtype=object)})
+        if len(texts) == 0:
+            return frame
+        return pd.concat([frame, self.format_scores(self.scores(texts))], axis=1)
 
     def predict(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         """Predict for every row of ``frame`` (feature columns as in training; extra columns are ignored)."""
