@@ -27,8 +27,11 @@ def test_recipes_are_valid(recipe):
     assert config.name == recipe.stem
     if config.data.builtin is not None:
         assert config.data.builtin in BUILTIN_DATASETS or config.data.builtin in SEGMENTATION_DATASETS
-    else:  # recipes on ../shared/data: trained by tests/e2e/test_{imaging,ecg}_recipes.py when present
-        assert Path(config.data.path).name.endswith(".npz") or Path(config.data.path).name == "cinc2017_af"
+    else:  # recipes on ../shared/data: trained by tests/e2e/test_{imaging,ecg,ehr}_*.py when present
+        path = Path(config.data.path)
+        assert path.parent.name == "data" and path.parent.parent.name == "shared" or \
+            path.parent.parent.name == "data" and path.parent.parent.parent.name == "shared", path
+        assert path.name.endswith(".npz") or path.name in ("cinc2017_af", "mimic3_demo", "indiana_reports.csv")
     assert config.model_card.intended_use and config.model_card.limitations
 
 
