@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--observation-hours", type=float, help="EHR: hours after ICU admission the prediction may "
                        "use (mortality 48; length_of_stay and phenotype 24)")
     train.add_argument("--text", help="text classification: the CSV column holding the note or report text")
+    train.add_argument("--group", action="append", metavar="COL",
+                       help="a column to audit for fairness (repeatable; sex, age and race/ethnicity columns are "
+                       "found on their own)")
     train.add_argument("--label", help="outcome column (classification / regression)")
     train.add_argument("--time", help="survival time column")
     train.add_argument("--event", help="survival event column (1 = event, 0 = censored)")
@@ -139,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a missing/unreadable slide or one without tissue: stop (default) or skip and count")
     tile.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    changelog = commands.add_parser("changelog", help="compare versions of a model: metric differences with CIs, "
+                                    "config and data changes")
+    changelog.add_argument("runs", type=Path, nargs="+", help="two or more run folders, oldest first (or a folder "
+                           "holding run folders)")
+    changelog.add_argument("--out", type=Path, help="write changelog.json and CHANGELOG.md into this new folder")
+
     from medai.nlp.deid import add_deid_parser
     from medai.nlp.draft_report import add_draft_report_parser
 
@@ -152,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "datasets": _datasets,
-                    "verify": _verify, "tile": _tile, "explain": _explain, "monitor": _monitor}
+                    "verify": _verify, "tile": _tile, "explain": _explain, "monitor": _monitor,
+                    "changelog": _changelog}
         # draft-report and deid bring their own handler (medai.nlp: set_defaults(handler=...))
         return commands[args.command](args) if args.command in commands else args.handler(args)
     except KeyboardInterrupt:
@@ -234,6 +244,9 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
     if args.bootstrap is not None:
         config = config.replace(evaluation=dataclasses.replace(config.evaluation, n_resamples=args.bootstrap))
         EvaluationConfig.__post_init__(config.evaluation)
+    if args.group:
+        config = config.replace(evaluation=dataclasses.replace(
+            config.evaluation, subgroups=tuple(dict.fromkeys([*(config.evaluation.subgroups or ()), *args.group]))))
     return config
 
 
@@ -359,6 +372,24 @@ def _datasets(args: argparse.Namespace) -> int:
         info = _segmentation_datasets().get(name)
         sizes = "/".join(str(v) for v in info.n.values())
         out_console.print(f"[bold]{escape(name)}[/] — {escape(info.title)} (train/val/test {sizes})\n")
+    return 0
+
+
+def _changelog(args: argparse.Namespace) -> int:
+    from medai.core.outputs import check_run_directory, finish_run_directory, open_run_directory, write_json, \
+        write_text
+    from medai.registry.changelog import build_changelog, render_changelog
+
+    runs = args.runs[0] if len(args.runs) == 1 else list(args.runs)
+    log = build_changelog(runs)
+    text = render_changelog(log)
+    if args.out is not None:
+        check_run_directory(args.out)
+        work = open_run_directory(args.out)
+        write_json(work / "changelog.json", log)
+        write_text(work / "CHANGELOG.md", text)
+        finish_run_directory(work, args.out)
+    out_console.print(text, markup=False)
     return 0
 
 

@@ -42,6 +42,9 @@ from medai.evaluation.evaluate import (
 from medai.evaluation.operating_point import choose_threshold
 from medai.evaluation.report import write_report
 from medai.evaluation.survival import choose_horizons
+from medai.evaluation.trust import check_explanations, conformal, recalibrate, trust_metrics, write_trust_files, \
+    write_tripod
+from medai.explain.importance import tabular_feature_groups
 from medai.io.tabular import read_table
 from medai.models import build_model
 from medai.models.baselines import BASELINES, DEFAULT_BASELINES, FittedBaseline, check_baselines
@@ -184,6 +187,7 @@ def train(
     fitted = fit_network(task, split, config, source=source, checkpoint_dir=work / "checkpoints", resume=resume,
                          progress=progress, announce=announce, on_epoch_end=on_epoch_end)
     predictor, x, scores, result = fitted.predictor, fitted.x, fitted.scores, fitted.result
+    trust = _recalibrate_and_conform(task, split, config, predictor, scores, fitted.task_meta, seed)
     artifact, task_meta, thresholds = predictor.artifact, fitted.task_meta, predictor.artifact.thresholds
     preprocessor, state, n_weights = predictor.preprocessor, artifact.weights, fitted.n_weights
 
@@ -193,7 +197,7 @@ def train(
     context = _context(task, task_meta, thresholds, split, outcomes)
     test_frame = frame.iloc[split["test"]].reset_index(drop=True)
     groups = subgroup_columns(test_frame, config.evaluation.subgroups)
-    n_steps = 2 + (task.kind is TaskKind.BINARY) + len(baseline_names) + bool(groups)
+    n_steps = 4 + (task.kind is TaskKind.BINARY) + len(baseline_names) + bool(groups)
     with steps(n_steps, enabled=progress) as step:
         metrics = {}
         for s in ("val", "test"):
@@ -210,6 +214,23 @@ def train(
                                            config.evaluation, seed)
         else:
             subgroups = {}
+        step("fairness audit and lineage")
+        metrics["test"].update(trust_metrics(trust["recalibration"], trust["conformal"]))
+        write_trust_files(
+            work, kind=task.kind, scores=scores, y=trust["y"], thresholds=thresholds, class_names=task.class_names,
+            frames={s: frame.iloc[split[s]].reset_index(drop=True) for s in ("val", "test")},
+            evaluation=config.evaluation, seed=seed, recalibration=trust["recalibration"],
+            conformal_result=trust["conformal"], survival=trust["survival"],
+            lineage={"data_files": [Path(config.data.path)] if config.data.path else None, "data_sha256": data_sha,
+                     "config": config.to_dict(), "split_ids": {s: [str(i) for i in task.ids[split[s]]] for s in SPLITS},
+                     "seeds": {"training": seed, "split": config.split.seed, "bootstrap": seed}})
+        step("explanations (permutation importance, faithfulness)")
+        explanations = check_explanations(
+            predictor, x["test"], task.kind, y=None if task.kind is TaskKind.SURVIVAL else task.y[split["test"]],
+            time=task.time[split["test"]] if task.kind is TaskKind.SURVIVAL else None,
+            event=task.event[split["test"]] if task.kind is TaskKind.SURVIVAL else None,
+            feature_groups=tabular_feature_groups(preprocessor), evaluation=config.evaluation, seed=seed)
+        write_json(work / "explanations.json", explanations)
     missingness = missingness_profile(task.features, split_of)
 
     # ---- files
@@ -254,14 +275,43 @@ def train(
     digest = save_artifact(
         work / "model", state_dict=state, config=config, task=task_meta, preprocessor=preprocessor.to_dict(),
         thresholds=thresholds, model_card_md=render_model_card(card), model_card=card,
-        survival_baseline=artifact.survival_baseline,
+        survival_baseline=artifact.survival_baseline, recalibration=artifact.recalibration,
+        conformal=artifact.conformal,
     )
     _check_artifact_reproduces(work / "model", task.features.iloc[split["test"]], scores["test"])
     run["artifact_sha256"] = digest  # the manifest's hash identifies this exact model
     write_json(work / "run.json", run)
+    write_tripod(work)
     write_report(work)
     final = finish_run_directory(work, out)
     return RunResult(out=final, kind=task.kind, metrics=metrics, baselines=baselines, run=run)
+
+
+def _recalibrate_and_conform(task: TabularTask, split, config: RunConfig, predictor: Predictor,
+                             scores: dict[str, np.ndarray], task_meta: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Recalibration (classification; thresholds re-chosen on the recalibrated validation scores) and conformal
+    sets/intervals, both fitted on validation and installed in the in-memory artefact (medai.evaluation.trust)."""
+    y = {s: task.y[split[s]] for s in ("val", "test")} if task.kind is not TaskKind.SURVIVAL else None
+    survival = None
+    if task.kind is TaskKind.SURVIVAL:
+        survival = {"time": {s: task.time[split[s]] for s in ("val", "test")},
+                    "event": {s: task.event[split[s]] for s in ("val", "test")},
+                    "horizon": float(task_meta["horizons"][0]),
+                    "cutoff": predictor.artifact.thresholds["risk_group_cutoff"]}
+
+    def rethreshold(val_scores: np.ndarray) -> dict[str, Any]:
+        thresholds = dict(predictor.artifact.thresholds)
+        if task.kind is TaskKind.BINARY:
+            thresholds["threshold"] = float(choose_threshold(
+                task.y[split["val"]], val_scores, method=config.evaluation.operating_point.value,
+                target_sensitivity=config.evaluation.target_sensitivity))
+        return thresholds
+
+    recalibration = recalibrate(predictor, task.kind, scores, *(y["val"], y["test"]) if y else (None, None),
+                                config.evaluation, seed, rethreshold=rethreshold)
+    conformal_result = conformal(predictor, task.kind, scores, y or {}, class_names=task.class_names,
+                                 evaluation=config.evaluation, seed=seed, survival=survival)
+    return {"recalibration": recalibration, "conformal": conformal_result, "y": y, "survival": survival}
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tests.conftest import make_lesion_images, write_image_recipe, write_lesion_folder, write_lesion_npz
+from tests.trust_checks import assert_trust_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +49,10 @@ def test_folder_run_writes_the_contract_files_and_learns(folder_run):
     assert set(run["explanations"]["sanity"]) == {"grad_cam", "integrated_gradients"}
     html = (folder_run / "report.html").read_text()
     assert "Explanations" in html and "randomisation" in html
+
+
+def test_folder_run_has_the_trust_outputs(folder_run):
+    assert_trust_outputs(folder_run)
 
 
 def test_predict_png_and_a_real_dicom_radiograph(folder_run, run_cli, tmp_path):

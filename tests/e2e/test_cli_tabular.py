@@ -13,6 +13,7 @@ from sksurv.metrics import concordance_index_censored
 
 from medai.cli import main
 from tests.conftest import make_binary_table, make_survival_table
+from tests.trust_checks import assert_trust_outputs
 
 FAST = ("--epochs", "60", "--bootstrap", "200", "--quiet")
 
@@ -95,6 +96,24 @@ def test_missing_data_and_subgroups_are_profiled(binary_run):
     assert "median imputation" in card["preprocessing_and_missing_data"]
     preprocessor = json.loads((out / "model/preprocessor.json").read_text())
     assert preprocessor["indicator_columns"] == ["sbp"]
+
+
+def test_binary_run_has_the_trust_outputs(binary_run):
+    """Issue 6: conformal coverage, recalibration, fairness audit by sex and age band (and their intersection)
+    with ThresholdOptimizer mitigation, checked explanations, lineage and TRIPOD+AI."""
+    out, _ = binary_run
+    files = assert_trust_outputs(out, audited=("sex", "age_band", "sex × age_band"))
+    assert set(files["fairness"]["mitigation"]) == {"sex", "age_band"}
+    explanations = json.loads((out / "explanations.json").read_text())
+    top = explanations["importance"]["features"][0]["name"]
+    assert top in ("age", "sbp", "smoker")  # the outcome is driven by age, blood pressure and smoking
+    assert explanations["faithfulness"]["deletion"]["random_auc_mean"] is not None
+
+
+def test_survival_run_has_the_trust_outputs(survival_run):
+    out, _ = survival_run
+    files = assert_trust_outputs(out, classification=False)
+    assert files["trust"]["recalibration"]["applicable"] is False
 
 
 def test_predict_writes_csv_and_json_matching_the_run(binary_run, run_cli, tmp_path):

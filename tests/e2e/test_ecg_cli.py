@@ -16,6 +16,7 @@ import yaml
 
 from medai.data.synthetic_ecg import synthesize_ecg, write_wfdb
 from tests.ecg_fixtures import write_cinc_mat_record, write_ptbxl_folder
+from tests.trust_checks import assert_trust_outputs
 
 pytestmark = pytest.mark.slow
 RATE = 300.0
@@ -81,6 +82,10 @@ def test_train_rhythm_folder_writes_cinc_metrics_baseline_and_strips(rhythm_run)
     assert run["ecg_examples"] and all((out / e["image"]).is_file() for e in run["ecg_examples"])
     report = (out / "report.html").read_text()
     assert "ECG strips" in report and "Confusion matrix" in report and "CinC 2017 score (mean F1 of N, A, O)" in report
+
+
+def test_rhythm_run_has_the_trust_outputs(rhythm_run):
+    assert_trust_outputs(rhythm_run[1])
 
 
 def test_evaluate_on_another_folder_scores_unusable_recordings_honestly(rhythm_run, run_cli):

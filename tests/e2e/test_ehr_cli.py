@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.trust_checks import assert_trust_outputs
 import yaml
 
 from medai.data.synthetic_fhir import write_fhir_bundles
@@ -56,6 +57,13 @@ def test_train_on_fhir_bundles_writes_a_complete_run(fhir_run):
     assert "forward fill" in card and "Imputation sensitivity" in card
     html = (out / "report.html").read_text()
     assert "Imputation sensitivity analysis" in html and "Bins measured" in html
+
+
+def test_fhir_run_has_the_trust_outputs(fhir_run):
+    _, out = fhir_run
+    assert_trust_outputs(out, audited=("sex", "age_band"))
+    explanations = json.loads((out / "explanations.json").read_text())
+    assert {f["name"] for f in explanations["importance"]["features"]} >= {"heart_rate", "age", "sex"}
 
 
 def test_predict_and_evaluate_on_new_bundles(fhir_run, tmp_path):

@@ -38,5 +38,7 @@ def test_pneumonia_recipe_trains_and_predicts_a_real_dicom_radiograph(run_cli, t
     code, out, err = run_cli("predict", tmp_path / "cxr", dicom)
     assert code == 0, err
     header, row = out.strip().splitlines()
-    assert header == "id,score,pred" and row.split(",")[2] in ("normal", "pneumonia")
+    # the conformal set and the abstain flag ("refer to clinician") come with every prediction
+    assert header == "id,score,pred,prediction_set,abstain" and row.split(",")[2] in ("normal", "pneumonia")
+    assert row.split(",")[-1] in ("0", "1")
     assert "MONOCHROME1" not in err and "resized from 1955x1841 to 28x28" in err

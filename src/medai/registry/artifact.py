@@ -8,6 +8,8 @@
   preprocessor.json       fitted preprocessing state
   thresholds.json         operating points chosen on validation
   survival_baseline.json  (survival) Breslow baseline cumulative hazard from the training split
+  recalibration.json      recalibration map chosen on validation (applied to every prediction), when not "none"
+  conformal.json          split-conformal state calibrated on validation: prediction sets, "abstain" flag
   model_card.md / .json   intended use, data, metrics with CIs, limitations
   MANIFEST.sha256         ``<sha256>  <file>`` for every other file
 
@@ -46,6 +48,8 @@ class Artifact:
     survival_baseline: dict[str, Any] | None
     model_card: dict[str, Any]
     sha256: str  # of the manifest: one hash that identifies this exact artefact
+    recalibration: dict[str, Any] | None = None
+    conformal: dict[str, Any] | None = None
 
 
 def save_artifact(
@@ -59,6 +63,8 @@ def save_artifact(
     model_card_md: str,
     model_card: dict[str, Any],
     survival_baseline: dict[str, Any] | None = None,
+    recalibration: dict[str, Any] | None = None,
+    conformal: dict[str, Any] | None = None,
 ) -> str:
     """Write the artefact files and their manifest; returns the manifest's sha256."""
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +75,10 @@ def save_artifact(
     write_json(model_dir / "thresholds.json", thresholds)
     if survival_baseline is not None:
         write_json(model_dir / "survival_baseline.json", survival_baseline)
+    if recalibration is not None:
+        write_json(model_dir / "recalibration.json", recalibration)
+    if conformal is not None:
+        write_json(model_dir / "conformal.json", conformal)
     write_json(model_dir / "model_card.json", model_card)
     write_text(model_dir / "model_card.md", model_card_md)
     return write_manifest(model_dir)
@@ -138,6 +148,10 @@ def load_artifact(path: str | Path) -> Artifact:
         return json.loads((model_dir / name).read_text())
 
     baseline_path = model_dir / "survival_baseline.json"
+
+    def optional(name: str) -> dict[str, Any] | None:
+        return read(name) if (model_dir / name).exists() else None
+
     return Artifact(
         path=model_dir,
         config=config_from_dict(read("config.json"), source=str(model_dir / "config.json")),
@@ -148,4 +162,6 @@ def load_artifact(path: str | Path) -> Artifact:
         survival_baseline=read("survival_baseline.json") if baseline_path.exists() else None,
         model_card=read("model_card.json"),
         sha256=digest,
+        recalibration=optional("recalibration.json"),
+        conformal=optional("conformal.json"),
     )

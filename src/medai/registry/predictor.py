@@ -69,6 +69,25 @@ class Predictor:
                                  config.model.params)
         self.model.load_state_dict(artifact.weights)
         self.model.eval()
+        self._recalibrator = self._conformal = None
+        if artifact.recalibration:
+            self.install_recalibration(artifact.recalibration)
+        if artifact.conformal:
+            self.install_conformal(artifact.conformal)
+
+    def install_recalibration(self, state: dict) -> None:
+        """Apply a recalibration map (fitted on validation; ``recalibration.json``) to every probability."""
+        from medai.evaluation.recalibration import Recalibrator
+
+        self.artifact.recalibration = state
+        self._recalibrator = Recalibrator.from_dict(state, source=str(self.artifact.path / "recalibration.json"))
+
+    def install_conformal(self, state: dict) -> None:
+        """Give every prediction its conformal set and ``abstain`` flag (``conformal.json``)."""
+        from medai.evaluation.conformal import conformal_from_dict
+
+        self.artifact.conformal = state
+        self._conformal = conformal_from_dict(state, source=str(self.artifact.path / "conformal.json"))
 
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
@@ -140,9 +159,9 @@ class Predictor:
                 frames.append(pd.concat([head, self.format_scores(self.scores(x)), pd.DataFrame(
                     {"note": [note] * len(x)})], axis=1))
                 continue
-            window_scores = self.scores(x)
+            window_scores = self.scores(x, recalibrate=False)  # the map was fitted on recording means
             mean = window_scores.mean(axis=0, keepdims=window_scores.ndim == 2)
-            mean = np.atleast_1d(mean) if window_scores.ndim == 1 else mean
+            mean = self.recalibrated(np.atleast_1d(mean) if window_scores.ndim == 1 else mean)
             frame = pd.concat([pd.DataFrame({"id": [record.id]}), self.format_scores(mean)], axis=1)
             frame["n_windows"] = len(x)
             frame["note"] = note
@@ -170,21 +189,28 @@ class Predictor:
         out = pd.DataFrame({"id": ids.to_numpy()})
         return pd.concat([out, self.format_scores(scores)], axis=1)
 
-    def scores(self, x: np.ndarray) -> np.ndarray:
+    def scores(self, x: np.ndarray, recalibrate: bool = True) -> np.ndarray:
         """Binary: P(positive) ``(n,)``; multi-class: probabilities ``(n, K)``; regression: prediction ``(n,)``;
         survival: log relative risk ``(n,)``."""
         output = self.raw_output(x)
         if self.kind is TaskKind.BINARY:
-            return 1.0 / (1.0 + np.exp(-output[:, 0]))
+            return self._maybe_recalibrated(recalibrate, 1.0 / (1.0 + np.exp(-output[:, 0])))
         if self.kind is TaskKind.MULTILABEL:
-            return 1.0 / (1.0 + np.exp(-output))
+            return self._maybe_recalibrated(recalibrate, 1.0 / (1.0 + np.exp(-output)))
         if self.kind is TaskKind.MULTICLASS:
             shifted = output - output.max(axis=1, keepdims=True)
             probabilities = np.exp(shifted)
-            return probabilities / probabilities.sum(axis=1, keepdims=True)
+            return self._maybe_recalibrated(recalibrate, probabilities / probabilities.sum(axis=1, keepdims=True))
         if self.kind is TaskKind.REGRESSION:
             return output[:, 0] * self.task["target_std"] + self.task["target_mean"]
         return output[:, 0]
+
+    def _maybe_recalibrated(self, recalibrate: bool, probabilities: np.ndarray) -> np.ndarray:
+        return self.recalibrated(probabilities) if recalibrate else probabilities
+
+    def recalibrated(self, probabilities: np.ndarray) -> np.ndarray:
+        """Probabilities through the artefact's recalibration map (unchanged without one)."""
+        return probabilities if self._recalibrator is None else self._recalibrator.transform(probabilities)
 
     def survival_at(self, log_risk: np.ndarray, horizons: list[float]) -> np.ndarray:
         """S(t | x) = exp(-H0(t) exp(h(x))) with the Breslow H0 of the training split; ``(n, len(horizons))``."""
@@ -196,7 +222,31 @@ class Predictor:
         return np.exp(-np.outer(np.exp(log_risk - baseline["risk_offset"]), h0))
 
     def format_scores(self, scores: np.ndarray) -> pd.DataFrame:
-        """Score columns and ``pred`` for a batch of scores from :meth:`scores`."""
+        """Score columns and ``pred`` for a batch of scores from :meth:`scores`; with a conformal state, also the
+        prediction set and ``abstain`` (1 = the set is not a single answer: refer to a clinician) — regression:
+        ``lower``/``upper`` of the conformal interval."""
+        frame = self._format_scores(scores)
+        if self._conformal is None or len(frame) == 0:
+            return frame
+        names = self.task.get("class_names")
+        if self.kind is TaskKind.REGRESSION:
+            interval = self._conformal.predict_intervals(scores)
+            frame["lower"], frame["upper"] = interval[:, 0], interval[:, 1]
+            return frame
+        sets = self._conformal.predict_sets(scores)
+        if self.kind is TaskKind.MULTILABEL:  # (n, K, [absent, present]): abstain when a finding is undecided
+            undecided = sets.sum(axis=2) != 1
+            frame["prediction_set"] = [";".join(f"{n}?" if u else (n if s[1] else f"no {n}")
+                                                for n, u, s in zip(names, row_u, row_s))
+                                       for row_u, row_s in zip(undecided, sets)]
+            frame["abstain"] = undecided.any(axis=1).astype(int)
+            return frame
+        labels = ["low", "high"] if self.kind is TaskKind.SURVIVAL else list(names)
+        frame["prediction_set"] = ["{" + ", ".join(n for n, keep in zip(labels, row) if keep) + "}" for row in sets]
+        frame["abstain"] = (sets.sum(axis=1) != 1).astype(int)
+        return frame
+
+    def _format_scores(self, scores: np.ndarray) -> pd.DataFrame:
         names = self.task.get("class_names")
         if self.kind is TaskKind.BINARY:
             threshold = self.artifact.thresholds["threshold"]

@@ -32,6 +32,7 @@ from medai.data.ecg_augmentation import EcgAugmentation
 from medai.data.split import SPLITS, split_indices
 from medai.evaluation.evaluate import MetricContext, SplitOutcome, evaluate_split, operating_points
 from medai.evaluation.report import write_report
+from medai.evaluation.trust import conformal, recalibrate, trust_metrics, write_trust_files, write_tripod
 from medai.models import build_model
 from medai.models.baselines import BASELINES, check_baselines
 from medai.models.ecg import ECG_MODELS
@@ -93,13 +94,20 @@ def train_ecg(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     preprocessor, state, task_meta = task.preprocessor, predictor.artifact.weights, predictor.task
     n_weights, augmentation, batch_size = fitted.n_weights, fitted.augmentation, fitted.batch_size
     speed = fitted.speed
+    from medai.workflows.imaging import _thresholds
+
+    y = {s: task.y[split[s]] for s in ("val", "test")}
+    recalibration = recalibrate(predictor, task.kind, scores, y["val"], y["test"], config.evaluation, seed,
+                                rethreshold=lambda val: _thresholds(task, split, val, config))
+    conformal_result = conformal(predictor, task.kind, scores, y, class_names=task.class_names,
+                                 evaluation=config.evaluation, seed=seed)
     thresholds = predictor.artifact.thresholds
 
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
     outcomes = {s: SplitOutcome(task.kind, scores[s], y=task.y[split[s]]) for s in ("val", "test")}
     context = MetricContext(class_names=task.class_names, threshold=thresholds.get("threshold"),
                             label_thresholds=thresholds.get("label_thresholds"))
-    n_steps = 3 + (task.kind is TaskKind.BINARY) + len(baseline_names)
+    n_steps = 4 + (task.kind is TaskKind.BINARY) + len(baseline_names)
     with steps(n_steps, enabled=progress) as step:
         metrics = {}
         for s in ("val", "test"):
@@ -117,6 +125,16 @@ def train_ecg(config: RunConfig, out: Path, *, resume: bool = False, progress: b
                                announce, step)
         step("ECG strips")
         strips = _strips(predictor, task, split["test"], scores["test"], work / "ecg_examples")
+        step("fairness audit and lineage")
+        metrics["test"].update(trust_metrics(recalibration, conformal_result))
+        write_trust_files(work, kind=task.kind, scores=scores, y=y, thresholds=thresholds,
+                          class_names=task.class_names, frames=None, evaluation=config.evaluation, seed=seed,
+                          recalibration=recalibration, conformal_result=conformal_result,
+                          lineage={"data_files": None, "data_sha256": task.sha256,
+                                   "config": config.to_dict(),
+                                   "split_ids": {s: list(dict.fromkeys(str(i) for i in task.ids[split[s]]))
+                                                 for s in SPLITS},
+                                   "seeds": {"training": seed, "split": config.split.seed, "bootstrap": seed}})
 
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = {
@@ -153,12 +171,14 @@ def train_ecg(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     card = build_model_card(run, metrics, baselines, {}, _strategy(task), dataclasses.asdict(config.model_card))
     digest = save_artifact(work / "model", state_dict=state, config=config, task=task_meta,
                            preprocessor=preprocessor.to_dict(), thresholds=thresholds,
-                           model_card_md=render_model_card(card), model_card=card)
+                           model_card_md=render_model_card(card), model_card=card,
+                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal)
     reloaded = Predictor.load(work / "model")
     if not np.allclose(_sample_scores(reloaded, task, split["test"]), scores["test"], rtol=1e-4, atol=1e-5):
         raise RunStateError(f"The saved artefact in {work / 'model'} does not reproduce the evaluated predictions.")
     run["artifact_sha256"] = digest
     write_json(work / "run.json", run)
+    write_tripod(work)
     write_report(work)
     final = finish_run_directory(work, out)
     return RunResult(out=final, kind=task.kind, metrics=metrics, baselines=baselines, run=run)
@@ -354,13 +374,13 @@ def _targets(task: EcgTask, y: np.ndarray) -> np.ndarray:
 def _sample_scores(predictor: Predictor, task: EcgTask, index: np.ndarray) -> np.ndarray:
     """Scores per sample: a recording's = the mean of its windows' probabilities; a beat's own."""
     x, _, owner = _network_inputs(task, index)
-    window_scores = predictor.scores(x)
+    window_scores = predictor.scores(x, recalibrate=task.name == "beats")  # recordings: recalibrate the mean
     if task.name == "beats":
         if len(owner) != len(index):
             raise DataValidationError(f"{task.source}: {len(index) - len(owner)} annotated beat(s) lie too near "
                                       "the start or end of their recording for a beat window.")
         return window_scores
-    return _mean_by_owner(window_scores, owner, len(index))
+    return predictor.recalibrated(_mean_by_owner(window_scores, owner, len(index)))
 
 
 def _mean_by_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:

@@ -35,6 +35,8 @@ from medai.evaluation.bootstrap import bootstrap_metrics
 from medai.evaluation.evaluate import (
     MetricContext, SplitOutcome, evaluate_split, evaluate_subgroups, operating_points, subgroup_columns,
 )
+from medai.evaluation.trust import check_explanations, conformal, recalibrate, trust_metrics, write_trust_files, \
+    write_tripod
 from medai.models import build_model
 from medai.models.baselines import BASELINES, check_baselines
 from medai.models.sequence import SEQUENCE_MODELS
@@ -124,6 +126,13 @@ def train_ehr(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     fitted = fit_ehr(task, timelines, split, config, featurizer, checkpoint_dir=work / "checkpoints",
                      resume=resume, progress=progress, announce=announce, on_epoch_end=on_epoch_end)
     predictor, scores, result = fitted["predictor"], fitted["scores"], fitted["result"]
+    y = {s: task.y[split[s]] for s in SPLITS}
+    from medai.workflows.imaging import _thresholds
+
+    recalibration = recalibrate(predictor, task.kind, scores, y["val"], y["test"], config.evaluation, seed,
+                                rethreshold=lambda val: _thresholds(task, split, val, config))
+    conformal_result = conformal(predictor, task.kind, scores, y, class_names=task.class_names,
+                                 evaluation=config.evaluation, seed=seed)
     thresholds = predictor.artifact.thresholds
 
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
@@ -131,7 +140,7 @@ def train_ehr(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     context = MetricContext(class_names=task.class_names, threshold=thresholds.get("threshold"),
                             label_thresholds=thresholds.get("label_thresholds"))
     sensitivity_on = config.evaluation.imputation_sensitivity and task.kind is TaskKind.BINARY
-    n_steps = 4 + (task.kind is TaskKind.BINARY) + len(baseline_names) + len(SENSITIVITY_VARIANTS) * sensitivity_on
+    n_steps = 6 + (task.kind is TaskKind.BINARY) + len(baseline_names) + len(SENSITIVITY_VARIANTS) * sensitivity_on
     with steps(n_steps, enabled=progress) as step:
         metrics = {}
         for s in ("val", "test"):
@@ -154,6 +163,22 @@ def train_ehr(config: RunConfig, out: Path, *, resume: bool = False, progress: b
             subgroups = evaluate_subgroups(groups, outcomes["test"], context, metrics["test"], config.evaluation,
                                            seed)
         missingness = missingness_by_concept(task, timelines, split, predictor.preprocessor, facts)
+        metrics["test"].update(trust_metrics(recalibration, conformal_result))
+        step("fairness audit and lineage")
+        write_trust_files(
+            work, kind=task.kind, scores=scores, y=y, thresholds=thresholds, class_names=task.class_names,
+            frames={s: facts.iloc[split[s]].reset_index(drop=True) for s in ("val", "test")},
+            evaluation=config.evaluation, seed=seed, recalibration=recalibration, conformal_result=conformal_result,
+            lineage={"data_files": None, "data_sha256": None, "config": config.to_dict(),
+                     "split_ids": {s: list(task.ids[split[s]]) for s in SPLITS},
+                     "seeds": {"training": seed, "split": config.split.seed, "bootstrap": seed}})
+        step("explanations (permutation importance, faithfulness)")
+        from medai.explain.importance import ehr_channel_groups
+
+        explanations = check_explanations(predictor, fitted["x"]["test"], task.kind, y=y["test"],
+                                          feature_groups=ehr_channel_groups(predictor.preprocessor),
+                                          blur_sigma=(2, 0), evaluation=config.evaluation, seed=seed)
+        write_json(work / "explanations.json", explanations)
         sensitivity = None
         if sensitivity_on:
             sensitivity = imputation_sensitivity(task, timelines, split, config, metrics, step=step,
@@ -198,13 +223,15 @@ def train_ehr(config: RunConfig, out: Path, *, resume: bool = False, progress: b
                             dataclasses.asdict(config.model_card))
     digest = save_artifact(work / "model", state_dict=predictor.artifact.weights, config=config,
                            task=predictor.task, preprocessor=predictor.preprocessor.to_dict(), thresholds=thresholds,
-                           model_card_md=render_model_card(card), model_card=card)
+                           model_card_md=render_model_card(card), model_card=card,
+                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal)
     reloaded = Predictor.load(work / "model")
     test_x = reloaded.preprocessor.sequences([task.samples[i] for i in split["test"]], timelines)
     if not np.allclose(reloaded.scores(test_x), scores["test"], rtol=1e-4, atol=1e-5):
         raise RunStateError(f"The saved artefact in {work / 'model'} does not reproduce the evaluated predictions.")
     run["artifact_sha256"] = digest
     write_json(work / "run.json", run)
+    write_tripod(work)
     from medai.evaluation.report import write_report
 
     write_report(work)

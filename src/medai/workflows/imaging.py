@@ -36,6 +36,7 @@ from medai.evaluation.report import write_report
 from medai.models import build_model
 from medai.models.baselines import BASELINES, check_baselines
 from medai.models.cnn import IMAGE_MODELS, resolve_stem
+from medai.evaluation.trust import conformal, recalibrate, trust_metrics, write_trust_files, write_tripod
 from medai.registry.artifact import Artifact, save_artifact
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
@@ -192,6 +193,11 @@ def train_imaging(config: RunConfig, out: Path, *, resume: bool = False, progres
     predictor = Predictor(artifact)
     scores = {s: predictor.scores(task.images[split[s]]) for s in ("val", "test")}
     artifact.thresholds = _thresholds(task, split, scores["val"], config)
+    y = {s: task.y[split[s]] for s in ("val", "test")}
+    recalibration = recalibrate(predictor, task.kind, scores, y["val"], y["test"], config.evaluation, seed,
+                                rethreshold=lambda val: _thresholds(task, split, val, config))
+    conformal_result = conformal(predictor, task.kind, scores, y, class_names=task.class_names,
+                                 evaluation=config.evaluation, seed=seed)
     thresholds = artifact.thresholds
 
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
@@ -200,7 +206,7 @@ def train_imaging(config: RunConfig, out: Path, *, resume: bool = False, progres
                                    label_thresholds=thresholds.get("label_thresholds"))
     pixels = {s: _baseline_pixels(task.images[split[s]]) for s in SPLITS} if baseline_names else {}
     n_explained = config.evaluation.explained_images
-    n_steps = 2 + (task.kind is TaskKind.BINARY) + len(baseline_names) + bool(n_explained)
+    n_steps = 3 + (task.kind is TaskKind.BINARY) + len(baseline_names) + bool(n_explained)
     with steps(n_steps, enabled=progress) as step:
         metrics = {}
         for s in ("val", "test"):
@@ -217,6 +223,17 @@ def train_imaging(config: RunConfig, out: Path, *, resume: bool = False, progres
             step("explanations")
             explanations = _explain(predictor, task, split["test"], scores["test"], work / "explanations", seed,
                                     n_explained)
+        step("fairness audit and lineage")
+        metrics["test"].update(trust_metrics(recalibration, conformal_result))
+        data_path = Path(config.data.path)
+        write_trust_files(work, kind=task.kind, scores=scores, y=y, thresholds=thresholds,
+                          class_names=task.class_names, frames=_attribute_frames(task, split),
+                          evaluation=config.evaluation, seed=seed, recalibration=recalibration,
+                          conformal_result=conformal_result,
+                          lineage={"data_files": [data_path] if data_path.is_file() else None,
+                                   "data_sha256": None, "config": config.to_dict(),
+                                   "split_ids": {s: [str(i) for i in task.ids[split[s]]] for s in SPLITS},
+                                   "seeds": {"training": seed, "split": config.split.seed, "bootstrap": seed}})
 
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     data_path = Path(config.data.path)
@@ -259,12 +276,14 @@ def train_imaging(config: RunConfig, out: Path, *, resume: bool = False, progres
     card = build_model_card(run, metrics, baselines, {}, strategy, dataclasses.asdict(config.model_card))
     digest = save_artifact(work / "model", state_dict=state, config=config, task=task_meta,
                            preprocessor=preprocessor.to_dict(), thresholds=thresholds,
-                           model_card_md=render_model_card(card), model_card=card)
+                           model_card_md=render_model_card(card), model_card=card,
+                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal)
     reloaded = Predictor.load(work / "model")
     if not np.allclose(reloaded.scores(task.images[split["test"]]), scores["test"], rtol=1e-4, atol=1e-5):
         raise RunStateError(f"The saved artefact in {work / 'model'} does not reproduce the evaluated predictions.")
     run["artifact_sha256"] = digest
     write_json(work / "run.json", run)
+    write_tripod(work)
     write_report(work)
     final = finish_run_directory(work, out)
     distributed.teardown()
@@ -396,6 +415,14 @@ def _thresholds(task: ImageTask, split, val_scores: np.ndarray, config: RunConfi
                 )
         thresholds.update(method=method.value, label_thresholds=label_thresholds)
     return thresholds
+
+
+def _attribute_frames(task: ImageTask, split) -> dict[str, pd.DataFrame] | None:
+    """Per split, the subgroup attributes a manifest carries (sex, age, race/ethnicity columns), else None."""
+    attributes = getattr(task, "attributes", None)
+    if attributes is None or attributes.empty:
+        return None
+    return {s: attributes.iloc[split[s]].reset_index(drop=True) for s in ("val", "test")}
 
 
 def _baseline_pixels(images: np.ndarray) -> np.ndarray:

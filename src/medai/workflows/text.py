@@ -34,6 +34,7 @@ from medai.data.split import SPLITS, split_indices
 from medai.evaluation.evaluate import MetricContext, SplitOutcome, evaluate_split, operating_points
 from medai.evaluation.operating_point import choose_threshold
 from medai.evaluation.report import write_report
+from medai.evaluation.trust import conformal, recalibrate, trust_metrics, write_trust_files, write_tripod
 from medai.io.tabular import read_table
 from medai.models import build_model
 from medai.models import text as text_models
@@ -116,6 +117,13 @@ def train_text(config: RunConfig, out: Path, *, resume: bool = False, progress: 
     fitted = fit_text(task, split, config, work / "checkpoints", resume=resume, progress=progress,
                       announce=announce, on_epoch_end=on_epoch_end)
     predictor, scores, result = fitted.predictor, fitted.scores, fitted.result
+    from medai.workflows.imaging import _thresholds
+
+    y = {s: task.y[split[s]] for s in ("val", "test")}
+    recalibration = recalibrate(predictor, task.kind, scores, y["val"], y["test"], config.evaluation, seed,
+                                rethreshold=lambda val: _thresholds(task, split, val, config))
+    conformal_result = conformal(predictor, task.kind, scores, y, class_names=task.class_names,
+                                 evaluation=config.evaluation, seed=seed)
     thresholds = predictor.artifact.thresholds
 
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
@@ -136,6 +144,13 @@ def train_text(config: RunConfig, out: Path, *, resume: bool = False, progress: 
             step(f"baseline {name}")
             baselines[name], fitted_baselines[name] = evaluate_text_baseline(name, task, split, config, context)
             announce(f"Baseline {name}: test AUROC {_fmt(baselines[name]['test'].get('auroc'))}")
+        metrics["test"].update(trust_metrics(recalibration, conformal_result))
+        write_trust_files(work, kind=task.kind, scores=scores, y=y, thresholds=thresholds,
+                          class_names=task.class_names, frames=None, evaluation=config.evaluation, seed=seed,
+                          recalibration=recalibration, conformal_result=conformal_result,
+                          lineage={"data_files": None, "data_sha256": data_sha, "config": config.to_dict(),
+                                   "split_ids": {s: [str(i) for i in task.ids[split[s]]] for s in SPLITS},
+                                   "seeds": {"training": seed, "split": config.split.seed, "bootstrap": seed}})
 
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = {
@@ -174,13 +189,15 @@ def train_text(config: RunConfig, out: Path, *, resume: bool = False, progress: 
     card = build_model_card(run, metrics, baselines, {}, strategy(config, task), dataclasses.asdict(config.model_card))
     digest = save_artifact(work / "model", state_dict=predictor.artifact.weights, config=config,
                            task=predictor.task, preprocessor=predictor.preprocessor.to_dict(), thresholds=thresholds,
-                           model_card_md=render_model_card(card), model_card=card)
+                           model_card_md=render_model_card(card), model_card=card,
+                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal)
     reloaded = Predictor.load(work / "model")
     test_texts = task.texts[split["test"]]
     if not np.allclose(reloaded.scores(test_texts), scores["test"], rtol=1e-4, atol=1e-5):
         raise RunStateError(f"The saved artefact in {work / 'model'} does not reproduce the evaluated predictions.")
     run["artifact_sha256"] = digest
     write_json(work / "run.json", run)
+    write_tripod(work)
     write_report(work)
     final = finish_run_directory(work, out)
     return RunResult(out=final, kind=task.kind, metrics=metrics, baselines=baselines, run=run)
