@@ -1160,7 +1160,7 @@ def _trust_section(run_dir: Path) -> dict[str, Any] | None:
             table.rows.append((f"Recalibration method: {_fmt_method(recal.get('method'))}",
                                [Cell(str(recal.get("reason") or ""))], None))
             for key, label in (("ece_before_recalibration", "ECE before recalibration"), ("ece", "ECE after"),
-                               ("calibration_slope_before", "Calibration slope before"),
+                               ("calibration_slope_before_recalibration", "Calibration slope before"),
                                ("calibration_slope", "Calibration slope after")):
                 if key in rm:
                     table.rows.append((label, [_fmt_metric(rm.get(key))], None))
