@@ -47,6 +47,13 @@ def test_folder_run_writes_the_contract_files_and_learns(folder_run):
     assert metrics["test"]["auroc"]["value"] == pytest.approx(auc, abs=1e-9)
     assert auc > 0.85  # a bright disk is easy to find; chance is 0.5
     assert set(run["explanations"]["sanity"]) == {"grad_cam", "integrated_gradients"}
+    checked = json.loads((folder_run / "explanations.json").read_text())  # the same keys as tabular and EHR runs
+    assert checked["n_explained"] == 4 and checked["method"] == "integrated_gradients"
+    assert checked["faithfulness"]["n_elements"] == int(np.prod(run["task"]["image_size"]))
+    assert checked["faithfulness"]["baseline"] == "blur" and checked["faithfulness"]["n_inputs"] == 4
+    summary = checked["summary"]
+    assert summary["faithful_better_than_random"] is checked["faithfulness"]["better_than_random"]
+    assert isinstance(summary["randomisation_test_passed"], bool) and summary["n_important"] is None
     html = (folder_run / "report.html").read_text()
     assert "Explanations" in html and "randomisation" in html
 

@@ -80,6 +80,12 @@ def test_train_rhythm_folder_writes_cinc_metrics_baseline_and_strips(rhythm_run)
     baselines = json.loads((out / "baselines.json").read_text())
     assert "cinc2017_score" in baselines["gradient_boosting"]["test"]
     assert run["ecg_examples"] and all((out / e["image"]).is_file() for e in run["ecg_examples"])
+    checked = json.loads((out / "explanations.json").read_text())  # the same keys as tabular and EHR runs
+    assert checked["n_explained"] == 8 and checked["faithfulness"]["baseline"] == "blur"
+    window = round(run["task"]["window_s"] * run["task"]["sampling_rate_hz"])
+    assert checked["faithfulness"]["n_elements"] == window  # one element per time sample, all leads together
+    assert checked["summary"]["faithful_better_than_random"] is checked["faithfulness"]["better_than_random"]
+    assert checked["summary"]["randomisation_test_passed"] is checked["randomisation"]["passed"]
     report = (out / "report.html").read_text()
     assert "ECG strips" in report and "Confusion matrix" in report and "CinC 2017 score (mean F1 of N, A, O)" in report
 

@@ -63,6 +63,11 @@ def test_train_predict_evaluate_binary(tmp_path, capsys):
     assert list(predictions.columns[:4]) == ["id", "split", "label", "score"]
     html = (out / "report.html").read_text()
     assert "Text model: terms and errors" in html and "TF-IDF" in html
+    checked = json.loads((out / "explanations.json").read_text())  # word occlusion, the keys of every modality
+    assert checked["method"] == "word_occlusion" and checked["n_explained"] == 8
+    assert checked["faithfulness"]["baseline"] == "removed" and checked["faithfulness"]["n_inputs"] == 8
+    assert checked["summary"]["faithful_better_than_random"] is checked["faithfulness"]["better_than_random"]
+    assert all(e["top"] and all(isinstance(t["position"], int) for t in e["top"]) for e in checked["examples"])
     for path in out.rglob("*"):  # no report text anywhere in the run folder
         if path.is_file() and path.suffix in (".csv", ".json", ".html", ".md"):
             assert SECRET not in path.read_text(errors="ignore"), path

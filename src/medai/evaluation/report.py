@@ -1202,10 +1202,14 @@ def _trust_section(run_dir: Path) -> dict[str, Any] | None:
                           f"validation, applied to test): overall {'; '.join(parts)}.")
     if explanations:
         summary = explanations.get("summary") or {}
-        blocks.append(f"Explanations checked on {explanations.get('n_explained')} test inputs: deletion/insertion "
-                      f"better than random orderings: {summary.get('faithful_better_than_random')}; parameter "
-                      f"randomisation test passed: {summary.get('randomisation_test_passed')}; "
-                      f"{summary.get('n_important')} input(s) with permutation importance above 0 (CI).")
+        parts = [f"deletion/insertion better than random orderings: "
+                 f"{_yes_no(summary.get('faithful_better_than_random'))}"]
+        if summary.get("randomisation_test_passed") is not None:
+            parts.append(f"parameter randomisation test passed: {_yes_no(summary['randomisation_test_passed'])}")
+        if summary.get("n_important") is not None:
+            parts.append(f"{summary['n_important']} input(s) with permutation importance above 0 (CI excludes 0)")
+        blocks.append(f"Explanations checked on {explanations.get('n_explained')} test inputs: " + "; ".join(parts)
+                      + ".")
         from medai.explain.faithfulness import deletion_insertion_chart
         from medai.explain.importance import importance_chart
 
@@ -1230,6 +1234,10 @@ def _trust_section(run_dir: Path) -> dict[str, Any] | None:
                                None))
         blocks.append(table)
     return _section("trust", "Trust: uncertainty, calibration, fairness, explanations, TRIPOD+AI", blocks)
+
+
+def _yes_no(value: Any) -> str:
+    return "not measured" if value is None else ("yes" if value else "no")
 
 
 def _fmt_method(method: Any) -> str:

@@ -35,6 +35,7 @@ from medai.evaluation.evaluate import MetricContext, SplitOutcome, evaluate_spli
 from medai.evaluation.operating_point import choose_threshold
 from medai.evaluation.report import write_report
 from medai.evaluation.trust import conformal, recalibrate, trust_metrics, write_trust_files, write_tripod
+from medai.explain.text import check_text_explanations
 from medai.io.tabular import read_table
 from medai.models import build_model
 from medai.models import text as text_models
@@ -144,6 +145,11 @@ def train_text(config: RunConfig, out: Path, *, resume: bool = False, progress: 
             step(f"baseline {name}")
             baselines[name], fitted_baselines[name] = evaluate_text_baseline(name, task, split, config, context)
             announce(f"Baseline {name}: test AUROC {_fmt(baselines[name]['test'].get('auroc'))}")
+        # Words are written out only if the report already lists them (common TF-IDF terms): never a rare string.
+        terms = text_insights(task, split["test"], scores["test"], thresholds, fitted_baselines)["top_terms"]
+        write_json(work / "explanations.json", check_text_explanations(
+            predictor, list(task.texts[split["test"]]), task.kind, seed=seed,
+            vocabulary={word for ranked in terms.values() for term, _ in ranked for word in term.split()}))
         metrics["test"].update(trust_metrics(recalibration, conformal_result))
         write_trust_files(work, kind=task.kind, scores=scores, y=y, thresholds=thresholds,
                           class_names=task.class_names, frames=None, evaluation=config.evaluation, seed=seed,
