@@ -62,6 +62,11 @@ def test_cardiac_recipe_writes_a_complete_run(cardiac_run):
     assert set(run["baselines"]) == {"otsu", "tuned_threshold"}
     baselines = json.loads((cardiac_run / "baselines.json").read_text())
     assert baselines["otsu"]["test"]["dice"]["value"] is not None
+    lineage = json.loads((cardiac_run / "lineage.json").read_text())
+    assert lineage["splits"]["test"]["n"] == 6 and lineage["code"]
+    tripod = json.loads((cardiac_run / "tripod_ai.json").read_text())
+    assert tripod["summary"]["met"] > 5
+    assert "not implemented" in json.loads((cardiac_run / "trust.json").read_text())["not_applicable"]
 
 
 @pytest.mark.slow

@@ -1142,7 +1142,9 @@ def _trust_section(run_dir: Path) -> dict[str, Any] | None:
     if not any((trust, fairness, explanations, tripod)):
         return None
     blocks: list[Block] = []
-    if trust:
+    if trust and trust.get("not_applicable"):
+        blocks.append(str(trust["not_applicable"]))
+    elif trust:
         conformal = trust.get("conformal") or {}
         recal = trust.get("recalibration") or {}
         table = Table(columns=["Check", "Test value"],

@@ -44,7 +44,9 @@ from medai.evaluation.segmentation import (
 )
 from medai.io.dicom_seg import LESION, LV_BLOOD_POOL, SegmentCoding, read_dicom_seg, write_dicom_seg
 from medai.models import MODELS, build_model
+from medai.evaluation.trust import write_tripod
 from medai.registry.artifact import save_artifact
+from medai.registry.lineage import build_lineage
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.training.trainer import CHECKPOINT_NAME, Trainer
 
@@ -495,6 +497,16 @@ def train_segmentation(
     _check_artifact_reproduces(work / "model", config, x["test"][:8], pred["test"][:8])
     run["artifact_sha256"] = digest
     write_json(work / "run.json", run)
+    # trust files: lineage and the TRIPOD+AI checklist as for every run; conformal sets, recalibration and the
+    # subgroup audit are not implemented for segmentation (said in trust.json, the checklist and docs/trust.md)
+    write_json(work / "lineage.json", build_lineage(
+        data_files=None, data_sha256=data.sha256, config=config.to_dict(),
+        split_ids={s: [str(i) for i in data.splits[s].ids] for s in SPLITS},
+        seeds={"training": seed, "bootstrap": seed}))
+    write_json(work / "trust.json", {"not_applicable": "segmentation runs: conformal prediction sets per voxel, "
+                                     "probability recalibration and the subgroup audit of Dice are not implemented; "
+                                     "per-case Dice/HD95 with bootstrap CIs are in metrics.json."})
+    write_tripod(work)
     write_report(work)
     final = finish_run_directory(work, out)
     return RunResult(out=final, kind=TaskKind.SEGMENTATION, metrics=metrics, baselines=baselines, run=run)
