@@ -114,13 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--alerts-only", action="store_true", help="print alerts only, not every window")
     monitor.add_argument("--out", type=Path, help="also write every event as JSON lines to this file")
 
-    explain = commands.add_parser("explain", help="saliency overlay (Grad-CAM, integrated gradients) for an image")
-    explain.add_argument("run", type=Path, help="a run folder (or its model/ folder) of an image model")
-    explain.add_argument("image", type=Path, help="a PNG/JPEG/DICOM/NIfTI image")
-    explain.add_argument("--out", type=Path, help="output PNG (default IMAGE_STEM-explained.png here)")
+    explain = commands.add_parser("explain", help="explain one prediction: saliency overlay (image), feature "
+                                  "contributions (table, EHR), saliency strip (ECG), highlighted words (text)")
+    explain.add_argument("run", type=Path, help="a run folder (or its model/ folder)")
+    explain.add_argument("input", type=Path,
+                         help="image models an image (PNG/JPEG/DICOM/NIfTI); tabular and text models a CSV/Parquet "
+                         "table; ECG models one recording (WFDB .hea, CinC .mat, DICOM, CSV); EHR models the EHR "
+                         "data (MIMIC folder, FHIR bundle(s), event CSV)")
+    explain.add_argument("--out", type=Path, help="output .png (.html for text models); default "
+                         "INPUT_STEM-explained.png/.html here")
     explain.add_argument("--method", choices=["grad_cam", "integrated_gradients", "both"], default="both",
-                         help="which map(s) to draw (default both, side by side)")
+                         help="image models: which map(s) to draw (default both, side by side)")
     explain.add_argument("--target", help="class (or finding) to explain; default the predicted one")
+    explain.add_argument("--row", type=int, help="tabular/text: the row to explain, 1 = the first (default)")
+    explain.add_argument("--id", help="tabular/text: the record with this value in the model's id column; "
+                         "EHR: the sample (ICU stay) id as in `medai predict` output (default the first eligible)")
+    explain.add_argument("--sampling-rate", type=float, help="ECG CSV without a time column: samples per second")
 
     commands.add_parser("datasets", help="list the built-in datasets and where they come from")
 
@@ -403,14 +412,25 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from medai.explain.command import explain_image
+    from medai.explain.records import OUT_SUFFIX, Modality, explain_input, modality_of
+    from medai.registry.predictor import Predictor
 
-    out = args.out or Path(f"{args.image.name.split('.')[0]}-explained.png")
-    summary = explain_image(args.run, args.image, out, method=args.method, target=args.target)
+    out = args.out
+    if out is None:
+        suffix = OUT_SUFFIX[modality_of(Predictor.load(args.run))]
+        out = Path(f"{args.input.name.split('.')[0]}-explained{suffix}")
+    summary = explain_input(args.run, args.input, out, row=args.row, id=args.id, target=args.target,
+                            sampling_rate_hz=args.sampling_rate, method=args.method)
     for note in summary["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}")
-    out_console.print(f"Prediction: {summary['prediction']}; explained: {escape(str(summary['target']))}")
-    out_console.print(f"Overlay: {out}")
+    # only the prediction, column/concept names and contributions: never the record's values, id or text
+    out_console.print(f"Prediction ({escape(str(summary['record']))}): {escape(summary['prediction'])}; "
+                      f"explained: {escape(str(summary['target']))}")
+    if summary["top"]:
+        out_console.print("Largest contributions: " + ", ".join(f"{escape(name)} {value:+.3f}"
+                                                                 for name, value in summary["top"]))
+    label = "Overlay" if summary["modality"] == Modality.IMAGE else "Explanation"
+    out_console.print(f"{label}: " + ", ".join(summary["outputs"]))
     return 0
 
 

@@ -1176,10 +1176,11 @@ def _trust_section(run_dir: Path) -> dict[str, Any] | None:
                                  "Risk (error rate) when abstaining on the least confident test cases; AURC "
                                  f"{_fmt_number(trust['selective_risk'].get('aurc') or float('nan'))}."))
     if fairness:
-        gaps = fairness.get("gaps_beyond_ci") or []
+        all_gaps = fairness.get("gaps_beyond_ci") or []
+        gaps = [g for g in all_gaps if g.get("reliable")]  # small groups' bootstrap CIs are not trustworthy
         table = Table(columns=["Group", "Metric", "Gap to overall (95 % CI)", "Reliable n"],
-                      caption="Subgroups and intersections whose gap to the overall value has a CI excluding 0 "
-                              "(full audit with every group and metric in fairness.json).")
+                      caption="Subgroups and intersections of at least the minimum size whose gap to the overall "
+                              "value has a CI excluding 0 (every group and metric in fairness.json).")
         for gap in gaps[:15]:
             table.rows.append((f"{gap['attribute']}: {gap['group']}", [
                 Cell(str(gap["metric"])),
@@ -1188,7 +1189,9 @@ def _trust_section(run_dir: Path) -> dict[str, Any] | None:
         attributes = list((fairness.get("attributes") or {}))
         over = ", ".join(attributes) if attributes else ("no attribute (the data has no sex, age or race/ethnicity "
                                                          "column; name one with evaluation.subgroups)")
-        blocks.append(f"Fairness audit over {over}: {len(gaps)} gap(s) beyond their CI.")
+        blocks.append(f"Fairness audit over {over}: {len(gaps)} gap(s) beyond their CI in groups of at least the "
+                      f"minimum size" + (f"; {len(all_gaps) - len(gaps)} more in smaller groups (unreliable; see "
+                                         "fairness.json)." if len(all_gaps) > len(gaps) else "."))
         if gaps:
             blocks.append(table)
         for attribute, result in (fairness.get("mitigation") or {}).items():
