@@ -123,6 +123,10 @@ def test_mimic_demo_mortality_recipe(tmp_path):
     assert run["task"]["n_samples"] == 71 and round(run["task"]["prevalence"] * 71) == 26
     assert run["task"]["excluded"]["ICU stay shorter than the 48 h observation window"] == 63
     assert any("Only 71 samples" in w for w in run["warnings"])
+    # race/ethnicity (MIMIC ADMISSIONS.ETHNICITY, collapsed to broad groups) is audited beside sex and age band
+    fairness = json.loads((out / "fairness.json").read_text())
+    assert {"sex", "age_band"} <= set(fairness["attributes"])
+    assert any("ethnicity" in attribute for attribute in fairness["attributes"]), list(fairness["attributes"])
 
 
 def test_bad_ehr_input_is_named_and_exits_2(tmp_path, capsys):

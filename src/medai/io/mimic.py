@@ -62,7 +62,7 @@ METAVISION_GCS_ITEMS = (220739, 223900, 223901)
 _COLUMNS = {
     "PATIENTS": (("SUBJECT_ID", "GENDER", "DOB"), ("DOD",)),
     "ADMISSIONS": (("SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "HOSPITAL_EXPIRE_FLAG"),
-                   ("DEATHTIME", "DISCHARGE_LOCATION")),
+                   ("DEATHTIME", "DISCHARGE_LOCATION", "ETHNICITY")),
     "ICUSTAYS": (("SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "INTIME", "OUTTIME"), ()),
     "DIAGNOSES_ICD": (("SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD9_CODE"), ()),
     "CHARTEVENTS": (("SUBJECT_ID", "HADM_ID", "ITEMID", "CHARTTIME", "VALUE", "VALUENUM", "VALUEUOM"), ("ERROR",)),
@@ -408,7 +408,20 @@ def read_mimic3(folder: str | Path, *, items: MimicItems | str = MimicItems.CONC
                                          patients=wanted, mode=mode, progress=bar, stats=stats)
     events = pd.concat([chart, labs, _derive_gcs_total(chart)], ignore_index=True)
     dropped = _dropped_by_patient(chart_drops + lab_drops)
-    return _assemble(folder, patients_frame, encounters, diagnosis_table, events, dropped, stats, paths)
+    return _assemble(folder, patients_frame, encounters, diagnosis_table, events, dropped, stats, paths,
+                     _first_ethnicity(admissions))
+
+
+def _first_ethnicity(admissions: pd.DataFrame) -> dict[int, str]:
+    """ADMISSIONS.ETHNICITY of each patient's first admission (MIMIC records it per admission)."""
+    ethnicity: dict[int, str] = {}
+    if "ETHNICITY" not in admissions:
+        return ethnicity
+    first = admissions.assign(_t=pd.to_datetime(admissions["ADMITTIME"], errors="coerce")).sort_values("_t")
+    for subject, value in zip(first["SUBJECT_ID"], first["ETHNICITY"]):
+        if pd.notna(value) and pd.notna(subject):
+            ethnicity.setdefault(int(subject), str(value))
+    return ethnicity
 
 
 def _encounters(admissions: pd.DataFrame, icustays: pd.DataFrame, paths: dict[str, Path]) -> pd.DataFrame:
@@ -475,7 +488,7 @@ def _groups(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
 
 def _assemble(folder: Path, patients: pd.DataFrame, encounters: pd.DataFrame, diagnoses: pd.DataFrame,
               events: pd.DataFrame, dropped: dict[int, dict[str, int]], stats: dict[str, int],
-              paths: dict[str, Path]) -> list[Timeline]:
+              paths: dict[str, Path], ethnicity: dict[int, str] | None = None) -> list[Timeline]:
     p_path = paths["PATIENTS"]
     dob = _times(patients["DOB"], p_path, "PATIENTS", "DOB", allow_missing=True)
     dod = (_times(patients["DOD"], p_path, "PATIENTS", "DOD", allow_missing=True) if "DOD" in patients
@@ -518,12 +531,14 @@ def _assemble(folder: Path, patients: pd.DataFrame, encounters: pd.DataFrame, di
         diag = (diag.sort_values(["encounter_id", "seq"], kind="stable")[list(DIAGNOSIS_COLUMNS)]
                 .reset_index(drop=True) if diag is not None else None)
         ev = table.iloc[starts[row]:stops[row]].reset_index(drop=True)
+        meta = {"source": str(folder), "reader": READER, "dropped": dropped.get(sid, {}), "ingest": ingest}
+        if ethnicity and sid in ethnicity:  # recorded per admission in MIMIC-III; the first admission's (for the fairness audit)
+            meta["ethnicity"] = ethnicity[sid]
         timeline = Timeline(
             patient_id=str(sid), sex=sex.iloc[row] if pd.notna(sex.iloc[row]) else None,
             birth_time=dob.iloc[row] if pd.notna(dob.iloc[row]) else None,
             death_time=dod.iloc[row] if pd.notna(dod.iloc[row]) else None,
-            events=ev[list(EVENT_COLUMNS)],
-            meta={"source": str(folder), "reader": READER, "dropped": dropped.get(sid, {}), "ingest": ingest})
+            events=ev[list(EVENT_COLUMNS)], meta=meta)
         if enc is not None:
             timeline.encounters = enc
         if diag is not None:

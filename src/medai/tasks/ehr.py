@@ -245,7 +245,8 @@ def _death_time(timeline: Timeline, admissions: pd.DataFrame, admission_id) -> p
 
 
 def _static(timeline: Timeline, at: pd.Timestamp) -> dict[str, Any]:
-    return {"age_years": timeline.age_at(at), "sex": timeline.sex}
+    # ethnicity is for the subgroup audit only: the featurizer does not read it
+    return {"age_years": timeline.age_at(at), "sex": timeline.sex, "ethnicity": timeline.meta.get("ethnicity")}
 
 
 def _str_or_none(value) -> str | None:

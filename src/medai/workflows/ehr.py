@@ -380,8 +380,12 @@ def _baseline_features(task: EhrTask, timelines, split, featurizer: EhrFeaturize
 
 
 def _sample_facts(task: EhrTask) -> pd.DataFrame:
-    return pd.DataFrame({"sex": [s.static.get("sex") for s in task.samples],
-                         "age": [s.static.get("age_years") for s in task.samples]})
+    facts = pd.DataFrame({"sex": [s.static.get("sex") for s in task.samples],
+                          "age": [s.static.get("age_years") for s in task.samples]})
+    ethnicity = [s.static.get("ethnicity") for s in task.samples]
+    if any(e is not None for e in ethnicity):  # MIMIC ADMISSIONS.ETHNICITY (FHIR: not read yet)
+        facts["ethnicity"] = ethnicity
+    return facts
 
 
 def task_summary(task: EhrTask) -> dict[str, Any]:
