@@ -32,7 +32,7 @@ from medai.data.ecg_augmentation import EcgAugmentation
 from medai.data.split import SPLITS, split_indices
 from medai.evaluation.evaluate import MetricContext, SplitOutcome, evaluate_split, operating_points
 from medai.evaluation.report import write_report
-from medai.evaluation.trust import conformal, recalibrate, trust_metrics, write_trust_files, write_tripod
+from medai.evaluation.trust import trust_metrics, write_trust_files, write_tripod
 from medai.models import build_model
 from medai.models.baselines import BASELINES, check_baselines
 from medai.models.ecg import ECG_MODELS
@@ -42,6 +42,7 @@ from medai.registry.predictor import Predictor
 from medai.tasks.ecg import EcgTask, build_ecg_task, task_summary
 from medai.training.losses import make_loss
 from medai.training.trainer import CHECKPOINT_NAME, Trainer
+from medai.workflows.finishing import calibrate_and_conform
 
 Progress = Callable[[str], None]
 
@@ -94,13 +95,7 @@ def train_ecg(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     preprocessor, state, task_meta = task.preprocessor, predictor.artifact.weights, predictor.task
     n_weights, augmentation, batch_size = fitted.n_weights, fitted.augmentation, fitted.batch_size
     speed = fitted.speed
-    from medai.workflows.imaging import _thresholds
-
-    y = {s: task.y[split[s]] for s in ("val", "test")}
-    recalibration = recalibrate(predictor, task.kind, scores, y["val"], y["test"], config.evaluation, seed,
-                                rethreshold=lambda val: _thresholds(task, split, val, config))
-    conformal_result = conformal(predictor, task.kind, scores, y, class_names=task.class_names,
-                                 evaluation=config.evaluation, seed=seed)
+    y, recalibration, conformal_result = calibrate_and_conform(predictor, task, split, scores, config)
     thresholds = predictor.artifact.thresholds
 
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")

@@ -35,8 +35,7 @@ from medai.evaluation.bootstrap import bootstrap_metrics
 from medai.evaluation.evaluate import (
     MetricContext, SplitOutcome, evaluate_split, evaluate_subgroups, operating_points, subgroup_columns,
 )
-from medai.evaluation.trust import check_explanations, conformal, recalibrate, trust_metrics, write_trust_files, \
-    write_tripod
+from medai.evaluation.trust import check_explanations, trust_metrics, write_trust_files, write_tripod
 from medai.models import build_model
 from medai.models.baselines import BASELINES, check_baselines
 from medai.models.sequence import SEQUENCE_MODELS
@@ -46,6 +45,7 @@ from medai.registry.predictor import Predictor
 from medai.tasks.ehr import EhrTask, build_ehr_task
 from medai.training.losses import make_loss
 from medai.training.trainer import CHECKPOINT_NAME, Trainer
+from medai.workflows.finishing import calibrate_and_conform
 
 Progress = Callable[[str], None]
 
@@ -126,13 +126,7 @@ def train_ehr(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     fitted = fit_ehr(task, timelines, split, config, featurizer, checkpoint_dir=work / "checkpoints",
                      resume=resume, progress=progress, announce=announce, on_epoch_end=on_epoch_end)
     predictor, scores, result = fitted["predictor"], fitted["scores"], fitted["result"]
-    y = {s: task.y[split[s]] for s in SPLITS}
-    from medai.workflows.imaging import _thresholds
-
-    recalibration = recalibrate(predictor, task.kind, scores, y["val"], y["test"], config.evaluation, seed,
-                                rethreshold=lambda val: _thresholds(task, split, val, config))
-    conformal_result = conformal(predictor, task.kind, scores, y, class_names=task.class_names,
-                                 evaluation=config.evaluation, seed=seed)
+    y, recalibration, conformal_result = calibrate_and_conform(predictor, task, split, scores, config)
     thresholds = predictor.artifact.thresholds
 
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")

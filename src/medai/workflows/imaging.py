@@ -36,7 +36,7 @@ from medai.evaluation.report import write_report
 from medai.models import build_model
 from medai.models.baselines import BASELINES, check_baselines
 from medai.models.cnn import IMAGE_MODELS, resolve_stem
-from medai.evaluation.trust import conformal, recalibrate, trust_metrics, write_trust_files, write_tripod
+from medai.evaluation.trust import trust_metrics, write_trust_files, write_tripod
 from medai.registry.artifact import Artifact, save_artifact
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
@@ -44,6 +44,7 @@ from medai.tasks.imaging import ImageTask, build_image_task, task_summary
 from medai.training import distributed
 from medai.training.losses import make_loss
 from medai.training.trainer import CHECKPOINT_NAME, Trainer
+from medai.workflows.finishing import calibrate_and_conform
 
 Progress = Callable[[str], None]
 
@@ -193,11 +194,7 @@ def train_imaging(config: RunConfig, out: Path, *, resume: bool = False, progres
     predictor = Predictor(artifact)
     scores = {s: predictor.scores(task.images[split[s]]) for s in ("val", "test")}
     artifact.thresholds = _thresholds(task, split, scores["val"], config)
-    y = {s: task.y[split[s]] for s in ("val", "test")}
-    recalibration = recalibrate(predictor, task.kind, scores, y["val"], y["test"], config.evaluation, seed,
-                                rethreshold=lambda val: _thresholds(task, split, val, config))
-    conformal_result = conformal(predictor, task.kind, scores, y, class_names=task.class_names,
-                                 evaluation=config.evaluation, seed=seed)
+    y, recalibration, conformal_result = calibrate_and_conform(predictor, task, split, scores, config)
     thresholds = artifact.thresholds
 
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")

@@ -34,7 +34,7 @@ from medai.data.split import SPLITS, split_indices
 from medai.evaluation.evaluate import MetricContext, SplitOutcome, evaluate_split, operating_points
 from medai.evaluation.operating_point import choose_threshold
 from medai.evaluation.report import write_report
-from medai.evaluation.trust import conformal, recalibrate, trust_metrics, write_trust_files, write_tripod
+from medai.evaluation.trust import trust_metrics, write_trust_files, write_tripod
 from medai.explain.text import check_text_explanations
 from medai.io.tabular import read_table
 from medai.models import build_model
@@ -46,6 +46,7 @@ from medai.registry.predictor import Predictor
 from medai.tasks.text import TextTask, build_text_task, drop_sparse_findings, task_summary
 from medai.training.losses import make_loss
 from medai.training.trainer import CHECKPOINT_NAME, Trainer
+from medai.workflows.finishing import calibrate_and_conform
 
 Progress = Callable[[str], None]
 
@@ -118,13 +119,7 @@ def train_text(config: RunConfig, out: Path, *, resume: bool = False, progress: 
     fitted = fit_text(task, split, config, work / "checkpoints", resume=resume, progress=progress,
                       announce=announce, on_epoch_end=on_epoch_end)
     predictor, scores, result = fitted.predictor, fitted.scores, fitted.result
-    from medai.workflows.imaging import _thresholds
-
-    y = {s: task.y[split[s]] for s in ("val", "test")}
-    recalibration = recalibrate(predictor, task.kind, scores, y["val"], y["test"], config.evaluation, seed,
-                                rethreshold=lambda val: _thresholds(task, split, val, config))
-    conformal_result = conformal(predictor, task.kind, scores, y, class_names=task.class_names,
-                                 evaluation=config.evaluation, seed=seed)
+    y, recalibration, conformal_result = calibrate_and_conform(predictor, task, split, scores, config)
     thresholds = predictor.artifact.thresholds
 
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
