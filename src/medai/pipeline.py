@@ -49,6 +49,7 @@ from medai.io.tabular import read_table
 from medai.models import build_model
 from medai.models.baselines import BASELINES, DEFAULT_BASELINES, FittedBaseline, check_baselines
 from medai.registry.artifact import Artifact, load_artifact, save_artifact
+from medai.registry.drift_reference import drift_reference_for
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
 from medai.tasks.ecg import is_ecg_source
@@ -276,7 +277,7 @@ def train(
         work / "model", state_dict=state, config=config, task=task_meta, preprocessor=preprocessor.to_dict(),
         thresholds=thresholds, model_card_md=render_model_card(card), model_card=card,
         survival_baseline=artifact.survival_baseline, recalibration=artifact.recalibration,
-        conformal=artifact.conformal,
+        conformal=artifact.conformal, drift_reference=drift_reference_for(predictor, x["val"], scores["val"]),
     )
     _check_artifact_reproduces(work / "model", task.features.iloc[split["test"]], scores["test"])
     run["artifact_sha256"] = digest  # the manifest's hash identifies this exact model

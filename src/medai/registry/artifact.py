@@ -10,6 +10,8 @@
   survival_baseline.json  (survival) Breslow baseline cumulative hazard from the training split
   recalibration.json      recalibration map chosen on validation (applied to every prediction), when not "none"
   conformal.json          split-conformal state calibrated on validation: prediction sets, "abstain" flag
+  drift_reference.json    validation-split bins of the monitored input features and scores, for drift monitoring
+                          (:mod:`medai.registry.drift_reference`); absent from artefacts of older medai versions
   model_card.md / .json   intended use, data, metrics with CIs, limitations
   MANIFEST.sha256         ``<sha256>  <file>`` for every other file
 
@@ -50,6 +52,7 @@ class Artifact:
     sha256: str  # of the manifest: one hash that identifies this exact artefact
     recalibration: dict[str, Any] | None = None
     conformal: dict[str, Any] | None = None
+    drift_reference: dict[str, Any] | None = None  # None: an artefact from before drift monitoring
 
 
 def save_artifact(
@@ -65,6 +68,7 @@ def save_artifact(
     survival_baseline: dict[str, Any] | None = None,
     recalibration: dict[str, Any] | None = None,
     conformal: dict[str, Any] | None = None,
+    drift_reference: dict[str, Any] | None = None,
 ) -> str:
     """Write the artefact files and their manifest; returns the manifest's sha256."""
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +83,8 @@ def save_artifact(
         write_json(model_dir / "recalibration.json", recalibration)
     if conformal is not None:
         write_json(model_dir / "conformal.json", conformal)
+    if drift_reference is not None:
+        write_json(model_dir / "drift_reference.json", drift_reference)
     write_json(model_dir / "model_card.json", model_card)
     write_text(model_dir / "model_card.md", model_card_md)
     return write_manifest(model_dir)
@@ -164,4 +170,5 @@ def load_artifact(path: str | Path) -> Artifact:
         sha256=digest,
         recalibration=optional("recalibration.json"),
         conformal=optional("conformal.json"),
+        drift_reference=optional("drift_reference.json"),
     )

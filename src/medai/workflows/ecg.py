@@ -37,6 +37,7 @@ from medai.models import build_model
 from medai.models.baselines import BASELINES, check_baselines
 from medai.models.ecg import ECG_MODELS
 from medai.registry.artifact import Artifact, save_artifact
+from medai.registry.drift_reference import drift_reference_for
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
 from medai.tasks.ecg import EcgTask, build_ecg_task, task_summary
@@ -165,10 +166,14 @@ def train_ecg(config: RunConfig, out: Path, *, resume: bool = False, progress: b
         write_json(work / "operating_points.json", points)
 
     card = build_model_card(run, metrics, baselines, {}, _strategy(task), dataclasses.asdict(config.model_card))
+    # a recording's features are its windows' mean; a beat model scores (and monitors) each beat in window order
+    val_windows, _, val_owner = _network_inputs(task, split["val"])
     digest = save_artifact(work / "model", state_dict=state, config=config, task=task_meta,
                            preprocessor=preprocessor.to_dict(), thresholds=thresholds,
                            model_card_md=render_model_card(card), model_card=card,
-                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal)
+                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal,
+                           drift_reference=drift_reference_for(predictor, val_windows, scores["val"],
+                                                               groups=None if task.name == "beats" else val_owner))
     reloaded = Predictor.load(work / "model")
     if not np.allclose(_sample_scores(reloaded, task, split["test"]), scores["test"], rtol=1e-4, atol=1e-5):
         raise RunStateError(f"The saved artefact in {work / 'model'} does not reproduce the evaluated predictions.")

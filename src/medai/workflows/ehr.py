@@ -40,6 +40,7 @@ from medai.models import build_model
 from medai.models.baselines import BASELINES, check_baselines
 from medai.models.sequence import SEQUENCE_MODELS
 from medai.registry.artifact import Artifact, save_artifact
+from medai.registry.drift_reference import drift_reference_for
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
 from medai.tasks.ehr import EhrTask, build_ehr_task
@@ -218,7 +219,8 @@ def train_ehr(config: RunConfig, out: Path, *, resume: bool = False, progress: b
     digest = save_artifact(work / "model", state_dict=predictor.artifact.weights, config=config,
                            task=predictor.task, preprocessor=predictor.preprocessor.to_dict(), thresholds=thresholds,
                            model_card_md=render_model_card(card), model_card=card,
-                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal)
+                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal,
+                           drift_reference=drift_reference_for(predictor, fitted["x"]["val"], scores["val"]))
     reloaded = Predictor.load(work / "model")
     test_x = reloaded.preprocessor.sequences([task.samples[i] for i in split["test"]], timelines)
     if not np.allclose(reloaded.scores(test_x), scores["test"], rtol=1e-4, atol=1e-5):

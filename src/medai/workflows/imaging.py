@@ -38,6 +38,7 @@ from medai.models.baselines import BASELINES, check_baselines
 from medai.models.cnn import IMAGE_MODELS, resolve_stem
 from medai.evaluation.trust import trust_metrics, write_trust_files, write_tripod
 from medai.registry.artifact import Artifact, save_artifact
+from medai.registry.drift_reference import drift_reference_for
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
 from medai.tasks.imaging import ImageTask, build_image_task, task_summary
@@ -275,7 +276,8 @@ def train_imaging(config: RunConfig, out: Path, *, resume: bool = False, progres
     digest = save_artifact(work / "model", state_dict=state, config=config, task=task_meta,
                            preprocessor=preprocessor.to_dict(), thresholds=thresholds,
                            model_card_md=render_model_card(card), model_card=card,
-                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal)
+                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal,
+                           drift_reference=drift_reference_for(predictor, task.images[split["val"]], scores["val"]))
     reloaded = Predictor.load(work / "model")
     if not np.allclose(reloaded.scores(task.images[split["test"]]), scores["test"], rtol=1e-4, atol=1e-5):
         raise RunStateError(f"The saved artefact in {work / 'model'} does not reproduce the evaluated predictions.")

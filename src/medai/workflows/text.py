@@ -41,6 +41,7 @@ from medai.models import build_model
 from medai.models import text as text_models
 from medai.models.baselines import BASELINES, TEXT_BASELINES, TfidfLogistic
 from medai.registry.artifact import Artifact, save_artifact
+from medai.registry.drift_reference import drift_reference_for
 from medai.registry.model_card import build_model_card, render_model_card
 from medai.registry.predictor import Predictor
 from medai.tasks.text import TextTask, build_text_task, drop_sparse_findings, task_summary
@@ -191,7 +192,8 @@ def train_text(config: RunConfig, out: Path, *, resume: bool = False, progress: 
     digest = save_artifact(work / "model", state_dict=predictor.artifact.weights, config=config,
                            task=predictor.task, preprocessor=predictor.preprocessor.to_dict(), thresholds=thresholds,
                            model_card_md=render_model_card(card), model_card=card,
-                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal)
+                           recalibration=predictor.artifact.recalibration, conformal=predictor.artifact.conformal,
+                           drift_reference=drift_reference_for(predictor, task.texts[split["val"]], scores["val"]))
     reloaded = Predictor.load(work / "model")
     test_texts = task.texts[split["test"]]
     if not np.allclose(reloaded.scores(test_texts), scores["test"], rtol=1e-4, atol=1e-5):
