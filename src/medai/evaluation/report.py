@@ -1147,13 +1147,22 @@ def _trust_section(run_dir: Path) -> dict[str, Any] | None:
     elif trust:
         conformal = trust.get("conformal") or {}
         recal = trust.get("recalibration") or {}
-        table = Table(columns=["Check", "Test value"],
-                      caption="Split-conformal sets calibrated on validation (a case abstains — 'refer to clinician' "
-                              "— when its set is not a single answer); recalibration chosen on validation by "
-                              "cross-validated log-loss.")
+        segmentation = conformal.get("kind") == "segmentation"
+        caption = ("Conformal risk control (Angelopoulos et al. 2022) of the per-case false-negative rate, calibrated "
+                   "on validation: the conformal mask (foreground probability ≥ λ̂) misses at most α of the true "
+                   "foreground on average; coverage = 1 − mean missed fraction. A case is referred when the "
+                   "uncertain band (conformal mask minus predicted mask) is larger than the predicted mask, or the "
+                   "model predicts nothing but the band is not empty. Temperature scaling fitted on validation "
+                   "voxels." if segmentation else
+                   "Split-conformal sets calibrated on validation (a case abstains — 'refer to clinician' — when its "
+                   "set is not a single answer); recalibration chosen on validation by cross-validated log-loss.")
+        table = Table(columns=["Check", "Test value"], caption=caption)
         cm = conformal.get("metrics") or {}
         for key, label in (("conformal_target", "Conformal target coverage"),
-                           ("conformal_coverage", "Empirical coverage"), ("abstain_rate", "Abstain rate"),
+                           ("conformal_coverage", "Empirical coverage"), ("coverage_argmax", "Coverage of the "
+                           "predicted (argmax) mask"), ("abstain_rate", "Abstain (refer) rate"),
+                           ("mean_extra_volume_ml", "Mean extra volume of the conformal mask (mL)"),
+                           ("dice_kept", "Dice of kept cases"), ("dice_referred", "Dice of referred cases"),
                            ("mean_set_size", "Mean set size"), ("mean_interval_width", "Mean interval width")):
             if key in cm:
                 table.rows.append((label, [_fmt_metric(cm.get(key))], None))
@@ -1172,8 +1181,9 @@ def _trust_section(run_dir: Path) -> dict[str, Any] | None:
         if trust.get("selective_risk"):
             from medai.evaluation.conformal import plot_selective_risk
 
+            risk = "1 − Dice" if segmentation else "error rate"
             blocks.append(Figure(plot_selective_risk({"test": trust["selective_risk"]}), "Selective risk curve",
-                                 "Risk (error rate) when abstaining on the least confident test cases; AURC "
+                                 f"Risk ({risk}) when abstaining on the least confident test cases; AURC "
                                  f"{_fmt_number(trust['selective_risk'].get('aurc') or float('nan'))}."))
     if fairness:
         all_gaps = fairness.get("gaps_beyond_ci") or []

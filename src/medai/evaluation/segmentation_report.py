@@ -18,7 +18,7 @@ import pandas as pd
 
 from medai.evaluation.report import (
     Block, Cell, Figure, Table, _fmt_metric, _header, _model_card_section, _new_figure, _ordered_splits,
-    _read_optional_json, _section, _split_label, _to_base64, _training_section,
+    _read_optional_json, _section, _split_label, _to_base64, _training_section, _trust_section,
 )
 
 __all__ = ["segmentation_context"]
@@ -232,7 +232,7 @@ def segmentation_context(run_dir: Path, run: Mapping[str, Any], metrics: Mapping
     primary = "test" if "test" in splits else (splits[-1] if splits else "test")
     sections = [_segmentation_section(run, predictions, run_dir, primary)]
     optional = (_ejection_fraction_section(run_dir, predictions, primary), _training_section(run),
-                _model_card_section(model_card, run, run_dir))
+                _trust_section(run_dir), _model_card_section(model_card, run, run_dir))
     sections.extend(s for s in optional if s is not None)
     return {
         "header": _header(run, predictions, "segmentation"),

@@ -4,8 +4,12 @@ One direction: generated phantoms with known truth (or an ``.npz`` of images and
 normalisation → U-Net trained with Dice + cross-entropy (MONAI ``DiceCELoss``), early stopping on validation loss
 → argmax masks → per-case Dice and HD95 with bootstrap CIs, lesion detection (lesion data) or LV volumes and
 ejection fraction per subject (cardiac cine) → the same metrics for classical in-run baselines (Otsu's threshold;
-a global threshold tuned on the training split) → a DICOM SEG of one test case → artefact → report. Everything is
-written into ``OUT.partial`` and renamed to ``OUT`` at the end (docs/run-directory.md).
+a global threshold tuned on the training split) → the trust step (voxel temperature scaling fitted on validation,
+conformal risk control of the per-case false-negative rate with referral, subgroup audit of Dice/HD95, checked
+explanations; :mod:`medai.evaluation.segmentation_trust`) → a DICOM SEG of one test case → artefact (with
+``recalibration.json`` and ``conformal.json``, served by
+:class:`medai.registry.segmentation_predictor.SegmentationPredictor`) → report. Everything is written into
+``OUT.partial`` and renamed to ``OUT`` at the end (docs/run-directory.md).
 
 Files beyond the common ones: ``ejection_fraction.csv`` (cardiac: one row per subject with truth and predicted
 EDV, ESV, EF and ED/ES frames), ``segmentation_example/`` (``image/`` the example image as an MR DICOM series,
@@ -19,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +43,14 @@ from medai.data.phantoms import (
     SEGMENTATION_DATASETS, CardiacCinePhantoms, LesionPhantoms, cine_volumes_ml, ejection_fraction,
     load_segmentation_dataset,
 )
+from medai.evaluation.fairness import group_attributes
 from medai.evaluation.report import write_report
 from medai.evaluation.segmentation import (
     compute_dice, compute_hd95, ejection_fraction_metrics, lesion_metrics, otsu_threshold,
+)
+from medai.evaluation.segmentation_trust import (
+    CONFORMAL_ALPHA, MAX_BAND_RATIO, N_ECE_BINS, calibration_histogram, crc_threshold, fit_temperature,
+    foreground_probability, referral_report, segmentation_fairness_audit, voxel_ece_report, voxel_sampling_rates,
 )
 from medai.io.dicom_seg import LESION, LV_BLOOD_POOL, SegmentCoding, read_dicom_seg, write_dicom_seg
 from medai.models import MODELS, build_model
@@ -81,6 +91,8 @@ class SegmentationData:
         spacing_mm: voxel size of a case, per axis in array order.
         splits: per split, :class:`LesionPhantoms` or :class:`CardiacCinePhantoms`.
         source / sha256 / provenance: where the data came from.
+        attributes: per split, ``{name: (cases,) values}`` of per-case attributes for the subgroup audit (sex, age,
+            site, ...; ``.npz`` keys ``<split>_attr_<name>``); empty when the data has none (phantoms).
     """
 
     kind: str
@@ -91,6 +103,7 @@ class SegmentationData:
     source: str
     sha256: str | None
     provenance: dict[str, Any]
+    attributes: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     def inputs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Network inputs ``(N, 1, *spatial)`` float32 (raw intensities) and masks ``(N, 1, *spatial)`` uint8."""
@@ -103,14 +116,19 @@ class SegmentationData:
     def n_subjects(self, split: str) -> int:
         return len(self.splits[split].ids)
 
+    def attribute_frame(self, split: str) -> pd.DataFrame:
+        """The split's per-case attributes, one row per case (image), columns named as in the data."""
+        return pd.DataFrame(dict(self.attributes.get(split, {})), index=pd.RangeIndex(len(self.splits[split].ids)))
+
 
 def load_segmentation_data(data_config, *, announce: Progress = lambda s: None) -> SegmentationData:
     """Generate a named phantom dataset (``data: {builtin: NAME}``) or read an ``.npz`` (``data: {path: FILE}``).
 
     An ``.npz`` holds ``train_images``, ``train_masks``, ``val_images``, ``val_masks``, ``test_images`` and
     ``test_masks``: images ``(N, 1, *spatial)`` or ``(N, *spatial)`` (2-D or 3-D, any real values), masks of the
-    same shape with values 0/1; optionally ``spacing_mm`` (one value per spatial axis, default 1) and ``label``
-    (the name of the foreground). Each image is one case and one subject.
+    same shape with values 0/1; optionally ``spacing_mm`` (one value per spatial axis, default 1), ``label``
+    (the name of the foreground) and per-case attributes for the subgroup audit, ``<split>_attr_<name>`` with one
+    value per image of the split (e.g. ``test_attr_sex``, ``test_attr_age``). Each image is one case and one subject.
 
     Raises:
         UnknownNameError: an unknown dataset name (the message lists the names).
@@ -167,9 +185,29 @@ def load_segmentation_data(data_config, *, announce: Progress = lambda s: None) 
         raise DataValidationError(f"{path}: 'spacing_mm' must have {spatial_dims} values; got {spacing}.")
     splits = {s: dataclasses.replace(p, spacing_mm=spacing) for s, p in splits.items()}
     label = str(content["label"]) if "label" in content else "foreground"
+    attributes = _npz_attributes(path, content, {s: len(splits[s].ids) for s in SPLITS})
     announce(f"Data: {path} — images train {len(splits['train'].ids)}, val {len(splits['val'].ids)}, "
-             f"test {len(splits['test'].ids)}")
-    return SegmentationData("lesion", label, spatial_dims, spacing, splits, str(path), sha256_file(path), {})
+             f"test {len(splits['test'].ids)}"
+             + (f"; attributes {', '.join(sorted(attributes.get('test', {})))}" if attributes.get("test") else ""))
+    return SegmentationData("lesion", label, spatial_dims, spacing, splits, str(path), sha256_file(path), {},
+                            attributes)
+
+
+def _npz_attributes(path: Path, content: dict[str, np.ndarray], n: dict[str, int]) -> dict[str, dict[str, np.ndarray]]:
+    """``<split>_attr_<name>`` arrays of an ``.npz``, checked: 1-D, one value per image of the split."""
+    attributes: dict[str, dict[str, np.ndarray]] = {}
+    for key, values in content.items():
+        split, _, name = key.partition("_attr_")
+        if not name or split not in SPLITS:
+            continue
+        if values.ndim != 1 or len(values) != n[split]:
+            raise DataValidationError(
+                f"{path}: '{key}' must hold one value per {split} image ({n[split]},); got shape {values.shape}. "
+                f"Store one label (or number) per image in the order of '{split}_images'.")
+        if values.dtype.kind not in "biufUS":
+            raise DataValidationError(f"{path}: '{key}' must hold numbers or strings; got dtype {values.dtype}.")
+        attributes.setdefault(split, {})[name] = values.astype(str) if values.dtype.kind == "S" else values
+    return attributes
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
@@ -324,6 +362,269 @@ def evaluate_split(data: SegmentationData, split: str, pred: np.ndarray, config:
     return SplitEvaluation(table, cases, subjects, warnings)
 
 
+# ----------------------------------------------------------------------------------------------------- trust
+#: Validation voxels sampled (about) to fit the temperature; half of them foreground when there is that much.
+CALIBRATION_VOXELS = 200_000
+
+
+@torch.no_grad()
+def foreground_margins(model: torch.nn.Module, images: np.ndarray, *,
+                       batch_size: int = PREDICT_BATCH) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, margin)`` chunk by chunk for normalised images ``(N, 1, *spatial)``: the logit margin
+    ``logit_foreground − logit_background`` ``(b, *spatial)`` float32 (> 0 exactly where the argmax is class 1)."""
+    model.eval()
+    for start in range(0, len(images), batch_size):
+        logits = model(torch.from_numpy(images[start:start + batch_size])).float()
+        yield start, (logits[:, 1] - logits[:, 0]).numpy()
+
+
+class ForegroundScore(torch.nn.Module):
+    """The explained score of a segmentation network: its mean (recalibrated) foreground probability over the
+    image, ``(N, 1)`` for inputs ``(N, 1, *spatial)`` — one number that rises with the predicted structure's size
+    and confidence, so image attributions can be checked like a classifier's."""
+
+    def __init__(self, network: torch.nn.Module, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.network = network
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.network(x)
+        probability = torch.sigmoid((logits[:, 1] - logits[:, 0]) / self.temperature)
+        return probability.flatten(1).mean(dim=1, keepdim=True)
+
+
+def _case_layout(data: SegmentationData, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """For a split's network inputs, the case of each input and the subject of each case (cine data: an input is a
+    slice, a case one frame's stack of slices, a subject ``frames`` cases; lesion data: all three the same)."""
+    part = data.splits[split]
+    if data.kind == "cardiac-cine":
+        n_subjects, n_frames, n_slices = part.masks.shape[:3]
+        return (np.arange(n_subjects * n_frames * n_slices) // n_slices,
+                np.arange(n_subjects * n_frames) // n_frames)
+    n = len(part.images)
+    return np.arange(n), np.arange(n)
+
+
+def _recalibrate(model: torch.nn.Module, x_val: np.ndarray, y_val: np.ndarray, seed: int) -> tuple[dict, list]:
+    """Temperature fitted on a stratified sample of validation voxels; also returns per input the margins of its
+    truth foreground voxels (what conformal risk control needs)."""
+    truth = y_val[:, 0].astype(bool)
+    n_foreground = int(truth.sum())
+    rate_fg, rate_bg = voxel_sampling_rates(n_foreground, truth.size - n_foreground, max_voxels=CALIBRATION_VOXELS)
+    rng = np.random.default_rng(seed)
+    z, y, w, foreground = [], [], [], []
+    for start, margin in foreground_margins(model, x_val):
+        t = truth[start:start + len(margin)]
+        drawn = rng.random(margin.shape) < np.where(t, rate_fg, rate_bg)
+        z.append(margin[drawn])
+        y.append(t[drawn])
+        # inverse inclusion probabilities: the weighted NLL estimates that of every validation voxel
+        w.append(np.where(t[drawn], 1.0 / max(rate_fg, 1e-12), 1.0 / max(rate_bg, 1e-12)))
+        foreground.extend(margin[i][t[i]] for i in range(len(margin)))
+    y_all = np.concatenate(y)
+    if y_all.size == 0 or y_all.min() == y_all.max():
+        fit = {"temperature": 1.0, "nll_before": None, "nll_after": None, "n_voxels": int(y_all.size),
+               "n_foreground": int(y_all.sum()), "reason": "the validation voxels hold a single class: no temperature "
+                                                             "can be fitted (T = 1)"}
+    else:
+        fit = {**fit_temperature(np.concatenate(z), y_all, np.concatenate(w)),
+               "reason": "temperature scaling of the two class logits (Guo et al. 2017), NLL minimised on a "
+                         "stratified sample of validation voxels weighted by inverse inclusion probability"}
+    fit.update(sampling={"max_voxels": CALIBRATION_VOXELS, "rate_foreground": rate_fg, "rate_background": rate_bg,
+                         "seed": seed})
+    return fit, foreground
+
+
+@dataclass
+class SegmentationTrust:
+    """What the trust step of a segmentation run produces (see :func:`segmentation_trust`)."""
+
+    recalibration: dict[str, Any]   # trust.json "recalibration" (report)
+    recalibration_state: dict[str, Any]  # model/recalibration.json
+    conformal: dict[str, Any]       # trust.json "conformal" (report, with metrics)
+    conformal_state: dict[str, Any]  # model/conformal.json
+    selective_risk: dict[str, Any]
+    metrics: dict[str, Any]         # keys added to metrics.json's test split
+    warnings: list[str]
+
+
+def segmentation_trust(model: torch.nn.Module, data: SegmentationData, x: dict[str, np.ndarray],
+                       y: dict[str, np.ndarray], pred_test: np.ndarray, config: RunConfig,
+                       seed: int) -> SegmentationTrust:
+    """Voxel recalibration and conformal risk control fitted on validation, measured on test.
+
+    1. Temperature of the logits on validation voxels (:func:`_recalibrate`); voxel ECE before/after on test with
+       CIs over cases (cine data: subjects).
+    2. λ̂ of conformal risk control (:func:`medai.evaluation.segmentation_trust.crc_threshold`) on the validation
+       cases' recalibrated truth-voxel probabilities. Exchangeable unit: the case; for cine data the subject when
+       there are enough validation subjects for the bound (frames of one heart are not exchangeable), else the
+       frame with a warning.
+    3. Test: per case the conformal mask ``{p ≥ λ̂}``, its FNR, the uncertain band and the referral
+       (:func:`medai.evaluation.segmentation_trust.referral_report`).
+    """
+    evaluation = config.evaluation
+    warnings: list[str] = []
+    fit, val_foreground = _recalibrate(model, x["val"], y["val"], seed)
+    temperature = fit["temperature"]
+
+    # ---- conformal risk control on validation
+    val_case, val_subject = _case_layout(data, "val")
+    n_val_cases = int(val_subject.shape[0])
+    per_case: list[list[np.ndarray]] = [[] for _ in range(n_val_cases)]
+    for i, margins in enumerate(val_foreground):
+        per_case[val_case[i]].append(margins)
+    probabilities = [foreground_probability(np.concatenate(m), temperature) for m in per_case]
+    min_units = math.ceil(1.0 / CONFORMAL_ALPHA) - 1
+    by_subject = data.kind == "cardiac-cine" and data.n_subjects("val") >= min_units
+    if data.kind == "cardiac-cine" and not by_subject:
+        warnings.append(f"conformal risk control: {data.n_subjects('val')} validation subject(s) are too few to use "
+                        f"the subject as the exchangeable unit (at least {min_units} for alpha = {CONFORMAL_ALPHA}); "
+                        "cine frames are used instead, and the frames of one heart are correlated, so the "
+                        "finite-sample guarantee is approximate.")
+    crc = crc_threshold(probabilities, CONFORMAL_ALPHA, groups=val_subject if by_subject else None)
+    unit = "subject" if by_subject else ("cine frame" if data.kind == "cardiac-cine" else "case")
+    if not crc["feasible"]:
+        warnings.append(f"conformal risk control: {crc['reason']}.")
+    lam = crc["lambda"]
+
+    # ---- test: per-case counts and calibration statistics, chunk by chunk
+    test_case, test_subject = _case_layout(data, "test")
+    n_cases = int(test_subject.shape[0])
+    # columns: truth, argmax, conformal, band, truth ∩ argmax, truth missed by conformal, truth missed by argmax
+    counts = np.zeros((n_cases, 7))
+    hist_before = np.zeros((n_cases, N_ECE_BINS, 3))
+    hist_after = np.zeros((n_cases, N_ECE_BINS, 3))
+    truth_all = y["test"][:, 0].astype(bool)
+    for start, margin in foreground_margins(model, x["test"]):
+        before, after = foreground_probability(margin, 1.0), foreground_probability(margin, temperature)
+        for i in range(len(margin)):
+            c = test_case[start + i]
+            truth, argmax = truth_all[start + i], pred_test[start + i, 0].astype(bool)
+            conformal = after[i] >= lam
+            counts[c] += (truth.sum(), argmax.sum(), conformal.sum(), (conformal & ~argmax).sum(),
+                          (truth & argmax).sum(), (truth & ~conformal).sum(), (truth & ~argmax).sum())
+            hist_before[c] += calibration_histogram(before[i], truth)
+            hist_after[c] += calibration_histogram(after[i], truth)
+    groups = test_subject if data.kind == "cardiac-cine" else None  # CIs resample subjects
+    boot = {"n_resamples": evaluation.n_resamples, "confidence": evaluation.confidence, "seed": seed}
+    ece = voxel_ece_report(hist_before, hist_after, groups=groups, **boot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fnr_conformal = np.where(counts[:, 0] > 0, counts[:, 5] / counts[:, 0], 0.0)
+        fnr_argmax = np.where(counts[:, 0] > 0, counts[:, 6] / counts[:, 0], 0.0)
+    voxel_ml = float(np.prod(data.spacing_mm)) / 1000.0
+    referral = referral_report(fnr_conformal=fnr_conformal, fnr_argmax=fnr_argmax, truth_voxels=counts[:, 0],
+                               predicted_voxels=counts[:, 1], conformal_voxels=counts[:, 2],
+                               band_voxels=counts[:, 3], intersection_voxels=counts[:, 4], voxel_volume_ml=voxel_ml,
+                               alpha=CONFORMAL_ALPHA, groups=groups, **boot)
+
+    resampling = "subject" if groups is not None else "case"
+    recalibration_state = {"type": "segmentation_temperature", "method": "temperature", "temperature": temperature,
+                           "applies_to": "logit margin (foreground - background); p = sigmoid(margin / T)",
+                           "fitted_on": "validation voxels", "n_voxels": fit["n_voxels"],
+                           "n_foreground_voxels": fit["n_foreground"], "sampling": fit["sampling"]}
+    recalibration = {"kind": TaskKind.SEGMENTATION.value, "applicable": True, "method": "temperature",
+                     "reason": fit["reason"], "temperature": temperature, "fitted_on": "validation voxels",
+                     "nll_val_before": fit["nll_before"], "nll_val_after": fit["nll_after"],
+                     "n_calibration": fit["n_voxels"], "n_test_voxels": int(truth_all.size), "n_bins": N_ECE_BINS,
+                     "resampling_unit": resampling, "metrics": ece}
+    conformal_state = {
+        "type": "segmentation_crc", "method": "conformal risk control (Angelopoulos et al. 2022)",
+        "loss": "per-case false-negative rate (truth voxels outside the mask / truth voxels; 0 for an empty truth)",
+        "score": "recalibrated foreground probability", "mask": "p >= lambda", "lambda": lam,
+        "alpha": CONFORMAL_ALPHA, "target": 1.0 - CONFORMAL_ALPHA, "n_calibration": crc["n"], "unit": unit,
+        "feasible": crc["feasible"], "temperature": temperature,
+        "referral": {"max_band_ratio": MAX_BAND_RATIO, "rule": referral["referral_rule"]},
+    }
+    conformal = {"kind": TaskKind.SEGMENTATION.value, "method": conformal_state["method"], "alpha": CONFORMAL_ALPHA,
+                 "lambda": lam, "calibration": crc, "unit": unit, "resampling_unit": resampling,
+                 "metrics": referral["metrics"], "n_test": referral["n_cases"], "n_referred": referral["n_referred"],
+                 "referral_reasons": referral["referral_reasons"], "referral_rule": referral["referral_rule"],
+                 "per_case": referral["per_case"]}
+    metrics = {k: referral["metrics"][k] for k in ("conformal_target", "conformal_coverage", "abstain_rate")}
+    metrics.update({k: ece[k] for k in ("ece_before_recalibration", "ece")})
+    return SegmentationTrust(recalibration, recalibration_state, conformal, conformal_state,
+                             referral["selective_risk"], metrics, warnings)
+
+
+def _audit_groups(data: SegmentationData, requested: tuple[str, ...]) -> dict[str, pd.Series]:
+    """The test split's grouping variables (defaults: sex, age band, race/ethnicity; plus ``requested``).
+
+    Raises:
+        DataValidationError: a requested attribute is not in the data (the message says which key to add).
+    """
+    frame = data.attribute_frame("test")
+    lowered = {str(c).lower() for c in frame.columns}
+    missing = [name for name in requested if name not in frame.columns and name.lower() not in lowered]
+    if missing:
+        where = ("generated phantom datasets carry no per-case attributes" if data.source.startswith("builtin:")
+                 else f"add an array 'test_attr_{missing[0]}' (one value per test image) to {data.source}")
+        have = ", ".join(map(str, frame.columns)) or "none"
+        raise DataValidationError(
+            f"evaluation.subgroups / --group names {', '.join(repr(m) for m in missing)} but the segmentation data "
+            f"has no such per-case attribute (attributes of the test split: {have}); {where}, or remove the name.")
+    return group_attributes(frame, requested) if len(frame.columns) else {}
+
+
+def segmentation_fairness(data: SegmentationData, evaluation: SplitEvaluation, config: RunConfig,
+                          seed: int) -> dict[str, Any]:
+    """``fairness.json``: per-case (cine data: per-subject) Dice and HD95 by group on the test split."""
+    groups = _audit_groups(data, tuple(config.evaluation.subgroups or ()))
+    if data.kind == "cardiac-cine":
+        dice, hd95, unit = evaluation.subjects["dice_mean"], evaluation.subjects["hd95_mm_mean"], "subject"
+    else:
+        dice, hd95, unit = evaluation.cases["dice"], evaluation.cases["hd95_mm"], "case"
+    note = None if groups else (
+        "No per-case attributes were available: the data has no sex, age or race/ethnicity attribute and none was "
+        "named; the audit holds the overall row only. For an .npz add arrays test_attr_<name> (one value per test "
+        "image) and name other attributes with evaluation.subgroups / --group.")
+    evaluation_config = config.evaluation
+    return segmentation_fairness_audit(groups, dice.to_numpy(), hd95.to_numpy(),
+                                       min_n=evaluation_config.min_subgroup_n,
+                                       n_resamples=evaluation_config.n_resamples,
+                                       confidence=evaluation_config.confidence, seed=seed, unit=unit, note=note)
+
+
+def check_segmentation_explanations(model: torch.nn.Module, x_test: np.ndarray, y_test: np.ndarray,
+                                    pred_test: np.ndarray, temperature: float, seed: int,
+                                    n_explained: int) -> dict[str, Any]:
+    """``explanations.json``: integrated-gradients maps of the mean foreground probability
+    (:class:`ForegroundScore`) for a few test inputs holding a structure (truth or prediction), checked with
+    deletion/insertion curves against random voxel orderings (RISE; blurred image as the baseline) and the cascading
+    parameter-randomisation test (Adebayo et al. 2018), under the ``summary`` keys every modality writes."""
+    from medai.explain.faithfulness import faithfulness_report, gradient_attribution, randomisation_test, \
+        torch_model_fn
+
+    summary: dict[str, Any] = {"n_important": None, "faithful_better_than_random": None,
+                               "randomisation_test_passed": None}
+    result: dict[str, Any] = {"method": "integrated_gradients",
+                              "score": "mean recalibrated foreground probability over the image",
+                              "map": "signed integrated-gradients attribution per voxel (zero baseline, 8 steps)",
+                              "n_explained": 0, "summary": summary}
+    if n_explained == 0 or len(x_test) == 0:
+        return result
+    flat = (y_test.reshape(len(y_test), -1).any(axis=1) | pred_test.reshape(len(pred_test), -1).any(axis=1))
+    candidates = np.flatnonzero(flat) if flat.any() else np.arange(len(x_test))
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(candidates, size=min(n_explained, len(candidates)), replace=False))
+    inputs = x_test[pick]
+    score = ForegroundScore(model, temperature).eval()
+
+    def attribute(net: torch.nn.Module, batch, target) -> np.ndarray:  # (N, 1, *spatial) → (N, *spatial)
+        return gradient_attribution(net, batch, target, method="integrated_gradients", n_steps=8)[:, 0]
+
+    # 8 steps x 4 random orderings: 360 forward passes for 4 images; ~1-2 s on one thread for 64 x 64 inputs.
+    faithfulness = faithfulness_report(torch_model_fn(score), inputs, attribute(score, inputs, None), None,
+                                       baseline="blur", steps=8, n_random=4, seed=seed)
+    randomisation = randomisation_test(score, attribute, inputs, None, seed=seed, max_steps=4)
+    model.eval()
+    summary.update(faithful_better_than_random=faithfulness["better_than_random"],
+                   randomisation_test_passed=randomisation["passed"])
+    result.update(n_explained=int(len(pick)), explained_inputs=[int(i) for i in pick], faithfulness=faithfulness,
+                  randomisation=randomisation)
+    return result
+
+
 # ----------------------------------------------------------------------------------------------------- train
 def train_segmentation(
     config: RunConfig,
@@ -374,6 +675,7 @@ def train_segmentation(
         notes.append("training.precision 'bf16' is not applied by the segmentation workflow (fp32).")
 
     data = load_segmentation_data(config.data, announce=announce)
+    _audit_groups(data, tuple(config.evaluation.subgroups or ()))  # a named attribute that is absent fails now
     params = {**_default_params(config.model.name), **config.model.params}  # resolved: saved with the artefact
     params.setdefault("spatial_dims", data.spatial_dims)
     if params["spatial_dims"] != data.spatial_dims:
@@ -417,7 +719,8 @@ def train_segmentation(
 
     # ---- evaluation
     announce(f"Evaluating with {config.evaluation.n_resamples} bootstrap resamples ...")
-    with steps(2 + len(baseline_names), enabled=progress) as step:
+    n_explained = config.evaluation.explained_images
+    with steps(3 + len(baseline_names) + bool(n_explained), enabled=progress) as step:
         pred, evaluations = {}, {}
         for s in ("val", "test"):
             step(f"{s} metrics")
@@ -433,9 +736,21 @@ def train_segmentation(
             baseline_pred[name] = segment_classical(x["test"], data.kind, threshold)
             baseline_eval[name] = evaluate_split(data, "test", baseline_pred[name], config, seed)
             announce(f"Baseline {name}: test Dice {_fmt(baseline_eval[name].metrics.get('dice'))}")
+        step("recalibration, conformal masks, referral, fairness audit")
+        trust = segmentation_trust(model, data, x, y, pred["test"], config, seed)
+        fairness = segmentation_fairness(data, evaluations["test"], config, seed)
+        explanations = None
+        if n_explained:
+            step("explanations")
+            explanations = check_segmentation_explanations(model, x["test"], y["test"], pred["test"],
+                                                           trust.recalibration["temperature"], seed, n_explained)
+    announce(f"Trust: temperature {trust.recalibration['temperature']:.3f}, conformal threshold "
+             f"{trust.conformal['lambda']:.4f}, test coverage {_fmt(trust.metrics['conformal_coverage'])} "
+             f"(target {1 - CONFORMAL_ALPHA:.2f}), referred {_fmt(trust.metrics['abstain_rate'])}")
     metrics = {s: evaluations[s].metrics for s in ("val", "test")}
+    metrics["test"].update(trust.metrics)
     baselines = {name: {"test": baseline_eval[name].metrics} for name in baseline_names}
-    warnings = notes + [w for s in ("val", "test") for w in evaluations[s].warnings]
+    warnings = notes + [w for s in ("val", "test") for w in evaluations[s].warnings] + trust.warnings
     warnings += [f"baseline {n}: {w}" for n in baseline_names for w in baseline_eval[n].warnings]
 
     # ---- files
@@ -493,19 +808,22 @@ def train_segmentation(
     digest = save_artifact(work / "model", state_dict=state, config=config, task=task_meta,
                            preprocessor={"intensity": "z-score per image", "spacing_mm": list(data.spacing_mm)},
                            thresholds={"method": "argmax over classes", "chosen_on": None},
-                           model_card_md=render_model_card(card), model_card=card)
+                           model_card_md=render_model_card(card), model_card=card,
+                           recalibration=trust.recalibration_state, conformal=trust.conformal_state)
     _check_artifact_reproduces(work / "model", config, x["test"][:8], pred["test"][:8])
     run["artifact_sha256"] = digest
     write_json(work / "run.json", run)
-    # trust files: lineage and the TRIPOD+AI checklist as for every run; conformal sets, recalibration and the
-    # subgroup audit are not implemented for segmentation (said in trust.json, the checklist and docs/trust.md)
+    # trust files as for every run (docs/trust.md): subgroup audit, lineage, recalibration and conformal reports,
+    # checked explanations, then the TRIPOD+AI checklist decided from them
+    write_json(work / "fairness.json", fairness)
+    if explanations is not None:
+        write_json(work / "explanations.json", explanations)
     write_json(work / "lineage.json", build_lineage(
         data_files=None, data_sha256=data.sha256, config=config.to_dict(),
         split_ids={s: [str(i) for i in data.splits[s].ids] for s in SPLITS},
         seeds={"training": seed, "bootstrap": seed}))
-    write_json(work / "trust.json", {"not_applicable": "segmentation runs: conformal prediction sets per voxel, "
-                                     "probability recalibration and the subgroup audit of Dice are not implemented; "
-                                     "per-case Dice/HD95 with bootstrap CIs are in metrics.json."})
+    write_json(work / "trust.json", {"recalibration": trust.recalibration, "conformal": trust.conformal,
+                                     "selective_risk": trust.selective_risk})
     write_tripod(work)
     write_report(work)
     final = finish_run_directory(work, out)
