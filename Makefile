@@ -6,7 +6,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean system
+
+# Debian packages of the service tests: a real PACS (Orthanc + its DICOMweb plugin), the DICOM validator dciodvfy,
+# headless Chromium + chromedriver. Installed when this runs as root with apt-get; otherwise the tests that need
+# them skip and say which package to install.
+SYSTEM_PACKAGES := orthanc orthanc-dicomweb dicom3tools chromium chromium-driver
+system:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || printf '%s ' $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "note: Debian packages $$missing are not installed (needs root + apt-get); their tests will skip"; \
+	fi
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +35,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	$(BIN)/python -m medai.demo
 
-test: $(STAMP)
+test: $(STAMP) system
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

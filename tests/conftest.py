@@ -133,3 +133,27 @@ def write_image_recipe(path: Path, data: Path, **sections) -> Path:
         recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+# ------------------------------------------------------------------------------------------------ service
+@pytest.fixture(scope="session")
+def served_runs(tmp_path_factory):
+    """Real models for the service tests, trained once per session (each in a few seconds): a binary tabular
+    model, a survival model, a small image CNN and an EHR mortality model on generated FHIR bundles."""
+    from medai.cli import main
+    from medai.data.synthetic_fhir import write_fhir_bundles
+
+    root = tmp_path_factory.mktemp("served")
+    fast = ["--epochs", "4", "--bootstrap", "100", "--quiet"]
+    make_binary_table().to_csv(root / "cohort.csv", index=False)
+    make_survival_table().to_csv(root / "followup.csv", index=False)
+    write_lesion_folder(root / "images", n=120)
+    write_fhir_bundles(root / "bundles", 90, seed=11)
+    runs = root / "runs"
+    jobs = {"risk": ["--data", root / "cohort.csv", "--label", "outcome", "--id", "patient"],
+            "survival": ["--data", root / "followup.csv", "--time", "time", "--event", "event"],
+            "image": [write_image_recipe(root / "images.yaml", root / "images", name="lesion-cnn")],
+            "ehr": ["--data", root / "bundles", "--task", "mortality"]}
+    for name, args in jobs.items():
+        assert main(["train", *map(str, args), "--out", str(runs / name), *fast]) == 0, name
+    return runs

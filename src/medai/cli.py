@@ -162,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_draft_report_parser(commands)
     add_deid_parser(commands)
+
+    from medai.serve.app import add_serve_parser
+    from medai.serve.audit import add_audit_parser
+    from medai.serve.auth import add_token_parser
+    from medai.serve.monitoring import add_monitor_report_parser
+    from medai.serve.pacs import add_pacs_parser
+
+    add_serve_parser(commands)
+    add_token_parser(commands)
+    add_audit_parser(commands)
+    add_monitor_report_parser(commands)
+    add_pacs_parser(commands)
     return parser
 
 
@@ -172,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "datasets": _datasets,
                     "verify": _verify, "tile": _tile, "explain": _explain, "monitor": _monitor,
                     "changelog": _changelog}
-        # draft-report and deid bring their own handler (medai.nlp: set_defaults(handler=...))
+        # draft-report, deid, serve, token, audit, monitor-report bring their own handler (set_defaults(handler=...))
         return commands[args.command](args) if args.command in commands else args.handler(args)
     except KeyboardInterrupt:
         if args.command == "train" and getattr(args, "_out", None) is not None:

@@ -69,6 +69,9 @@ class Predictor:
                                  config.model.params)
         self.model.load_state_dict(artifact.weights)
         self.model.eval()
+        #: The forward pass of predictions: the network itself, or a faster engine checked against it
+        #: (:func:`medai.serve.runtime.use_runtime`); explanations always use ``self.model``.
+        self.forward = self.model
         self._recalibrator = self._conformal = None
         if artifact.recalibration:
             self.install_recalibration(artifact.recalibration)
@@ -112,11 +115,11 @@ class Predictor:
         if self.is_text:  # x: texts, tokenised by the model in chunks of similar length
             output = self.model.logits(x)
         elif self.is_image or self.is_ecg or self.is_ehr:
-            chunks = [self.model(self.model_input(x[i:i + self.chunk_size])).float().numpy()
+            chunks = [self.forward(self.model_input(x[i:i + self.chunk_size])).float().numpy()
                       for i in range(0, len(x), self.chunk_size)]
             output = np.concatenate(chunks).astype(np.float64)
         else:
-            output = self.model(torch.from_numpy(x)).numpy().astype(np.float64)
+            output = self.forward(torch.from_numpy(x)).numpy().astype(np.float64)
         return output - np.asarray(self.task.get("logit_offset", 0.0))
 
     def prepare_images(self, records: list[Record]) -> tuple[np.ndarray, list[list[str]]]:

@@ -1,0 +1,139 @@
+"""The clinicians' web page in a real headless Chromium (Debian `chromium` + `chromedriver`, driven by selenium)
+against a real `medai serve` process on 127.0.0.1: sign in with a token, predict from JSON records and from an
+uploaded image (heatmap shown), see the operating point and model card. Screenshots go to test-output/screenshots/
+(or $MEDAI_SCREENSHOTS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_binary_table, make_lesion_images
+from tests.serve_server import running_server
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+SCREENSHOTS = Path(os.environ.get("MEDAI_SCREENSHOTS", Path(__file__).resolve().parents[2] / "test-output" /
+                                  "screenshots"))
+
+
+@pytest.fixture(scope="module")
+def server(served_runs, tmp_path_factory):
+    with running_server(served_runs, tmp_path_factory.mktemp("web-state")) as (url, tokens):
+        yield url, tokens["clinician"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("Chromium or chromedriver is not installed (Debian: apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def shot(driver, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000  # a rendered page, not an empty canvas
+    return path
+
+
+def wait_for(driver, condition, timeout=60):
+    """Wait for ``condition``; on timeout save a screenshot (``failed-*.png``) and the page's text."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout).until(condition)
+    except TimeoutException:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOTS / f"failed-{int(time.time())}.png"))
+        shown = {name: driver.execute_script(f"var e = document.getElementById('{name}'); return e && e.innerText;")
+                 for name in ("error", "results", "facts", "pacs-error")}
+        raise AssertionError(f"the page did not reach the expected state; it shows: {shown}") from None
+
+
+def choose_model(driver, kind: str, modality: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    select = Select(driver.find_element(By.ID, "model"))
+    label = next(o.text for o in select.options if f"{kind}, {modality}" in o.text)
+    select.select_by_visible_text(label)
+
+
+def test_sign_in_is_required_and_a_wrong_token_is_refused(server, browser):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    browser.delete_all_cookies()
+    browser.get(url + "/")
+    assert browser.current_url.endswith("/login")
+    browser.find_element(By.ID, "token").send_keys("medai_wrong-token-0000000000000000")
+    browser.find_element(By.ID, "signin").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "failed").is_displayed())
+    shot(browser, "login-refused")
+
+
+def test_predict_from_records_shows_decision_refer_and_explanation(server, browser):
+    from selenium.webdriver.common.by import By
+
+    url, token = server
+    browser.get(url + "/login")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "signin").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 4)
+    choose_model(browser, "binary", "tabular")
+    wait_for(browser, lambda d: "threshold" in d.find_element(By.ID, "facts").text)
+    wait_for(browser, lambda d: "Model card" in d.find_element(By.ID, "card").text
+             or "## " in d.find_element(By.ID, "card").text)
+    records = json.loads(make_binary_table(n=3, seed=8).drop(columns=["outcome"]).to_json(orient="records"))
+    box = browser.find_element(By.ID, "json")
+    box.clear()
+    box.send_keys(json.dumps({"records": records}))
+    browser.find_element(By.ID, "run").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results > table > tr")) == 4)
+    text = browser.find_element(By.ID, "results").text
+    assert "%" in text and ("decided" in text or "refer to clinician" in text)
+    assert "integrated gradients" in text
+    facts = browser.find_element(By.ID, "facts").text
+    assert "Calibration" in facts and "Uncertainty" in facts
+    shot(browser, "tabular-prediction")
+
+
+def test_upload_an_image_and_see_its_heatmap(server, browser, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    browser.get(url + "/")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 4)
+    choose_model(browser, "binary", "image")
+    images, _ = make_lesion_images(n=2, seed=12)
+    path = tmp_path / "upload.png"
+    Image.fromarray(images[1]).save(path)
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "run").click()
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results img.explain"))
+    image = browser.find_element(By.CSS_SELECTOR, "#results img.explain")
+    wait_for(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 50)
+    assert "upload" in browser.find_element(By.ID, "results").text
+    shot(browser, "image-heatmap")
