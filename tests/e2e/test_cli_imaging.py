@@ -129,14 +129,25 @@ def test_manifest_with_patient_ids_keeps_patients_in_one_split(tmp_path, run_cli
     rows = []
     for i, (image, label) in enumerate(zip(images, labels)):
         Image.fromarray(image).save(tmp_path / f"{i}.png")
-        rows.append({"path": f"{i}.png", "label": "lesion" if label else "normal", "patient_id": f"P{i // 3}"})
+        rows.append({"path": f"{i}.png", "label": "lesion" if label else "normal", "patient_id": f"P{i // 3}",
+                     "sex": "F" if (i // 3) % 2 else "M", "age": 30 + (i // 3) % 50, "site": f"S{i % 2}"})
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     recipe = write_image_recipe(tmp_path / "r.yaml", tmp_path / "manifest.csv", training={"max_epochs": 1})
-    code, out, err = run_cli("train", recipe, "--out", tmp_path / "run", "--quiet")
+    code, out, err = run_cli("train", recipe, "--out", tmp_path / "run", "--group", "site", "--quiet")
     assert code == 0, err
     predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
     assert predictions.groupby("patient_id")["split"].nunique().max() == 1
     assert "by patient" in json.loads((tmp_path / "run" / "run.json").read_text())["split"]["strategy"]
+    # the manifest's other columns are audited (sex, age bands, the named site), never model inputs
+    fairness = json.loads((tmp_path / "run" / "fairness.json").read_text())
+    assert {"sex", "age_band", "site"} <= set(fairness["attributes"])
+    test_rows = predictions[predictions["split"] == "test"]
+    sexes = pd.DataFrame(rows).set_index("patient_id").loc[test_rows["patient_id"], "sex"]
+    assert fairness["attributes"]["sex"]["groups"]["F"]["n"] == int((sexes == "F").sum())
+    assert json.loads((tmp_path / "run" / "model" / "task.json").read_text())["in_features"] == 1  # grey image only
+    # a named group the manifest lacks stops the run before training
+    code, out, err = run_cli("train", recipe, "--out", tmp_path / "run2", "--group", "scanner", "--quiet")
+    assert code == 2 and "scanner" in err and not (tmp_path / "run2").exists()
 
 
 def test_multilabel_npz(tmp_path, run_cli):

@@ -176,6 +176,7 @@ def test_roles_audit_chain_and_metrics(service):
     assert last["model_sha256"] and len(last["input_sha256"]) == 64
     metrics = client.get("/metrics", headers=auth(tokens)).text
     assert "medai_predictions_total" in metrics
+    assert 'medai_http_requests_total{' in metrics and "/models/{model_id}/predict" in metrics  # route, not URL
     # tampering with the stored log is detected by `medai audit verify`
     from medai.cli import main
 

@@ -46,8 +46,13 @@ class TabularPreprocessor:
                 f"(numeric: {', '.join(self.numeric_columns) or 'none'})."
             )
 
-    def _numeric(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
-        numeric = frame[self.numeric_columns].apply(pd.to_numeric, errors="coerce").astype(float)
+    def _converted(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The numeric columns as float (text that is not a number → NaN), one vectorised pass per column."""
+        return pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in self.numeric_columns},
+                            index=frame.index, dtype=float)
+
+    def _numeric(self, frame: pd.DataFrame, source: str, converted: pd.DataFrame | None = None) -> pd.DataFrame:
+        numeric = self._converted(frame) if converted is None else converted.copy()
         for column in self.log1p_columns:
             bad = numeric[column] <= -1
             if bad.any():
@@ -90,22 +95,24 @@ class TabularPreprocessor:
                 "Provide them (empty cells are allowed: they are imputed)."
             )
         parts = []
-        numeric = frame[self.numeric_columns].apply(pd.to_numeric, errors="coerce")
-        junk = frame[self.numeric_columns].notna() & numeric.isna()
-        if junk.to_numpy().any():
-            bad = [c for c in self.numeric_columns if junk[c].any()]
+        converted = self._converted(frame)
+        values = converted.to_numpy(dtype=float)
+        junk = frame[self.numeric_columns].notna().to_numpy() & np.isnan(values)
+        if junk.any():
+            bad = [c for c, j in zip(self.numeric_columns, junk.any(axis=0)) if j]
             raise DataValidationError(
                 f"{source}: numeric feature column(s) {', '.join(bad)} hold non-numeric text. Fix those cells "
                 "or leave them empty."
             )
-        if not np.isfinite(numeric.fillna(0.0).to_numpy(dtype=float)).all():
+        if np.isinf(values).any():
             raise DataValidationError(f"{source}: numeric features contain infinite values; replace or blank them.")
-        numeric = self._numeric(frame, source)
+        numeric = self._numeric(frame, source, converted)
         if self.numeric_columns:
-            filled = numeric.fillna(self.medians_)
+            raw = numeric.to_numpy(dtype=float)
+            medians = np.array([self.medians_[c] for c in self.numeric_columns])
             means = np.array([self.means_[c] for c in self.numeric_columns])
             stds = np.array([self.stds_[c] for c in self.numeric_columns])
-            parts.append((filled.to_numpy(dtype=float) - means) / stds)
+            parts.append((np.where(np.isnan(raw), medians, raw) - means) / stds)
         if self.indicator_columns_:
             parts.append(numeric[self.indicator_columns_].isna().to_numpy(dtype=float))
         for column, categories in self.categories_.items():

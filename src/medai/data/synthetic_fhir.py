@@ -114,6 +114,28 @@ def _observation(b: _Builder, subject: dict, encounter: str, when: dt.datetime, 
            "effectiveDateTime": _time(when), **value})
 
 
+_CDC_RACE = "urn:oid:2.16.840.1.113883.6.238"
+_RACES = (("2106-3", "White"), ("2054-5", "Black or African American"), ("2028-9", "Asian"), ("2106-3", "White"))
+
+
+def _race_ethnicity_extensions(index: int) -> dict[str, Any]:
+    """US Core race and ethnicity extensions by patient index (not drawn from the generator, so adding them changed
+    no other value): a mix of OMB categories, every fifth patient Hispanic or Latino, every seventh without any."""
+    if index % 7 == 6:
+        return {}
+    code, display = _RACES[index % len(_RACES)]
+    hispanic = index % 5 == 4
+    ethnicity = ("2135-2", "Hispanic or Latino") if hispanic else ("2186-5", "Not Hispanic or Latino")
+    return {"extension": [
+        {"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race", "extension": [
+            {"url": "ombCategory", "valueCoding": {"system": _CDC_RACE, "code": code, "display": display}},
+            {"url": "text", "valueString": display}]},
+        {"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity", "extension": [
+            {"url": "ombCategory", "valueCoding": {"system": _CDC_RACE, "code": ethnicity[0],
+                                                   "display": ethnicity[1]}},
+            {"url": "text", "valueString": ethnicity[1]}]}]}
+
+
 def _patient_bundle(rng: np.random.Generator, index: int, seed: int) -> dict[str, Any]:
     b = _Builder(rng, index, seed)
     severity = float(rng.normal())
@@ -124,6 +146,7 @@ def _patient_bundle(rng: np.random.Generator, index: int, seed: int) -> dict[str
     birth = (first - dt.timedelta(days=age_years * 365.25)).date()
     patient: dict[str, Any] = {"resourceType": "Patient", "id": b.pid,
                                "gender": "female" if rng.random() < 0.45 else "male", "birthDate": birth.isoformat()}
+    patient.update(_race_ethnicity_extensions(index))
     patient_url = b.add(patient)
     subject = {"reference": patient_url} if index % 2 else {"reference": f"Patient/{b.pid}"}
     # Units by patient index (not at random) so that any 4 consecutive patients already mix them.

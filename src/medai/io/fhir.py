@@ -4,7 +4,8 @@ Every resource is validated with ``fhir.resources.R4B`` (FHIR R4 and R4B define 
 way) before it is used. Read:
 
 ==================  =======================================================================================
-Patient             ``gender`` (``male``/``female`` -> ``M``/``F``), ``birthDate``, ``deceasedDateTime``
+Patient             ``gender`` (``male``/``female`` -> ``M``/``F``), ``birthDate``, ``deceasedDateTime``; the US Core
+                    race/ethnicity extensions -> ``meta["ethnicity"]`` (subgroup audit only)
 Encounter           inpatient classes (``IMP``, ``ACUTE``, ``NONAC``) -> ``hospital``; an ICU stay (class code
                     ``ICU``, or a ``type`` coded SNOMED 309904001 / ``ICU`` / "intensive care") -> ``icu``;
                     ``partOf`` -> ``parent_id``; ``period``; ``hospitalization.dischargeDisposition`` ->
@@ -103,6 +104,7 @@ class _Patient:
     birth: str | None
     death: str | None
     where: str
+    race_ethnicity: str | None = None
     encounters: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple] = field(default_factory=list)  # (time str, field, where, encounter, system, code, ...)
     diagnoses: list[tuple] = field(default_factory=list)
@@ -320,7 +322,8 @@ def _build(path: Path, resources: list[_Resource], mode: OnInvalid) -> list[Time
                 gender = data.get("gender")
                 patients.setdefault(rid, _Patient(
                     sex={"male": "M", "female": "F"}.get(gender), birth=data.get("birthDate"),
-                    death=data.get("deceasedDateTime"), where=resource.where))
+                    death=data.get("deceasedDateTime"), where=resource.where,
+                    race_ethnicity=race_ethnicity(data)))
 
     encounter_kind: dict[str, str] = {}
     skipped: Counter = Counter()
@@ -555,6 +558,35 @@ def _one_time(value: str | None, field_name: str, where: str) -> pd.Timestamp | 
     return pd.Timestamp(_parse_times([value], [field_name], [where])[0])
 
 
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+#: CDC Race & Ethnicity code of "Hispanic or Latino" (urn:oid:2.16.840.1.113883.6.238).
+HISPANIC_OR_LATINO = "2135-2"
+
+
+def race_ethnicity(patient: dict[str, Any]) -> str | None:
+    """One race/ethnicity label of a Patient from the US Core race and ethnicity extensions, for the subgroup audit
+    (as MIMIC-III's single ETHNICITY field): ``Hispanic or Latino`` when the ethnicity's OMB category says so, else
+    the OMB race category's display (``Multiple`` for several), else the extensions' ``text``; None without them."""
+    extensions = {e.get("url"): e for e in patient.get("extension") or [] if isinstance(e, dict)}
+
+    def parts(url: str) -> tuple[list[dict[str, Any]], str | None]:
+        inner = (extensions.get(url) or {}).get("extension") or []
+        codings = [e.get("valueCoding") or {} for e in inner if e.get("url") == "ombCategory"]
+        text = next((e.get("valueString") for e in inner if e.get("url") == "text"), None)
+        return codings, text
+
+    ethnic, ethnic_text = parts(US_CORE_ETHNICITY)
+    if any(c.get("code") == HISPANIC_OR_LATINO for c in ethnic):
+        return "Hispanic or Latino"
+    races, race_text = parts(US_CORE_RACE)
+    if len(races) > 1:
+        return "Multiple"
+    if races:
+        return races[0].get("display") or races[0].get("code")
+    return race_text or (ethnic_text if ethnic else None)
+
+
 def _timeline(path: Path, patient_id: str, patient: _Patient, skipped: dict[str, int]) -> Timeline:
     birth = _one_time(patient.birth, "birthDate", patient.where)
     death = _one_time(patient.death, "deceasedDateTime", patient.where)
@@ -570,9 +602,11 @@ def _timeline(path: Path, patient_id: str, patient: _Patient, skipped: dict[str,
         events = sort_events(events[list(EVENT_COLUMNS)])
     else:
         events = None
-    timeline = Timeline(patient_id=patient_id, sex=patient.sex, birth_time=birth, death_time=death,
-                        meta={"source": str(path), "reader": READER, "fhir_version": "R4B",
-                              "dropped": dict(patient.dropped), "skipped_resources": skipped})
+    meta = {"source": str(path), "reader": READER, "fhir_version": "R4B", "dropped": dict(patient.dropped),
+            "skipped_resources": skipped}
+    if patient.race_ethnicity is not None:  # for the fairness audit only, never a model input
+        meta["ethnicity"] = patient.race_ethnicity
+    timeline = Timeline(patient_id=patient_id, sex=patient.sex, birth_time=birth, death_time=death, meta=meta)
     if events is not None:
         timeline.events = events
     if patient.encounters:

@@ -281,7 +281,8 @@ def _id_string(value: Any) -> str | None:
 
 
 def read_manifest(csv_path: str | Path, on_invalid: str = OnInvalid.RAISE) -> ImageSet:
-    """Read images listed in a CSV manifest with columns ``path,label[,patient_id]``.
+    """Read images listed in a CSV manifest with columns ``path,label[,patient_id]``; any other column (sex, age,
+    race/ethnicity, site, ...) is kept in ``meta["attributes"]`` for the subgroup audit and never used as input.
 
     Relative paths are resolved from the CSV's folder. Labels are kept as read (strings or integers);
     ``patient_id``, when present, is attached to each record for patient-level splits.
@@ -307,6 +308,9 @@ def read_manifest(csv_path: str | Path, on_invalid: str = OnInvalid.RAISE) -> Im
             f"{csv_path}: missing columns {missing}. Found {list(frame.columns)}; expected path,label[,patient_id]."
         )
     has_patient = "patient_id" in frame.columns
+    # other columns (sex, age, site, ...) describe the patient or the acquisition: kept as the record's
+    # ``meta["attributes"]`` for the subgroup audit, never given to the model
+    attribute_columns = [c for c in frame.columns if c not in ("path", "label", "patient_id")]
     records, skipped = [], []
     for row_number, row in enumerate(frame.itertuples(index=False), start=2):  # row 1 is the header
         raw_path, label = row.path, _as_python(row.label)
@@ -320,7 +324,11 @@ def read_manifest(csv_path: str | Path, on_invalid: str = OnInvalid.RAISE) -> Im
         try:
             if not path.is_file():
                 raise DataValidationError(f"{path}: listed in {csv_path.name} row {row_number} but not found.")
-            records.append(read_image(path, label=label, patient_id=patient))
+            record = read_image(path, label=label, patient_id=patient)
+            if attribute_columns:
+                values = frame.iloc[row_number - 2]
+                record.meta["attributes"] = {str(c): _as_python(values[c]) for c in attribute_columns}
+            records.append(record)
         except DataValidationError as exc:
             if policy == OnInvalid.RAISE:
                 raise DataValidationError(f"{csv_path}: row {row_number}: {exc}") from None
@@ -390,7 +398,8 @@ def read_ham10000(folder: str | Path, on_invalid: str = OnInvalid.RAISE) -> Imag
                 raise
             skipped.append((image_id, str(exc)))
             continue
-        record.meta.update({"patient_id_source": "lesion_id", **{c: _as_python(row[c]) for c in extra_columns}})
+        extra = {c: _as_python(row[c]) for c in extra_columns}  # age, sex, localization, dx_type: audit only
+        record.meta.update({"patient_id_source": "lesion_id", **extra, "attributes": extra})
         records.append(record)
     if not records:
         raise DataValidationError(f"{folder}: no readable images ({len(skipped)} rows skipped).")

@@ -119,6 +119,26 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     return app
 
 
+#: Environment variable carrying the settings to each worker process of `medai serve --workers N` (no secrets:
+#: the PACS password stays in MEDAI_PACS_PASSWORD).
+SETTINGS_ENV = "MEDAI_SERVE_SETTINGS"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one uvicorn worker process (`medai serve --workers N`), from :data:`SETTINGS_ENV`."""
+    import os
+
+    raw = json.loads(os.environ[SETTINGS_ENV])
+    pacs = None
+    if raw.get("pacs_url"):
+        from medai.serve.pacs import PacsConfig
+
+        pacs = PacsConfig.from_env(raw["pacs_url"])
+    return create_app(ServiceSettings([Path(p) for p in raw["model_paths"]], state=Path(raw["state"]),
+                                      database_url=raw["database_url"], max_upload_bytes=raw["max_upload_bytes"],
+                                      pacs=pacs, runtime=raw["runtime"]))
+
+
 def _version() -> str:
     import medai
 
@@ -149,51 +169,58 @@ READ, PREDICT, ADMIN = (Depends(principal(a)) for a in (Action.READ, Action.PRED
 
 
 def _add_limits(app: FastAPI, max_bytes: int) -> None:
-    """Reject bodies over ``max_bytes`` (413) from the Content-Length header, and count streamed bodies."""
+    """One pure ASGI middleware (cheaper than an ``@app.middleware`` per request): reject bodies over
+    ``max_bytes`` (413) from the Content-Length header or while they stream in, and time every request for the
+    Prometheus metrics (labelled by route template, never by the URL: ids in paths stay out of the metrics)."""
 
-    class BodyLimit:
+    class ServiceMiddleware:
         def __init__(self, inner) -> None:
             self.inner = inner
 
         async def __call__(self, scope, receive, send):
             if scope["type"] != "http":
                 return await self.inner(scope, receive, send)
-            headers = dict(scope.get("headers") or [])
-            length = headers.get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > max_bytes):
-                response = JSONResponse({"detail": f"Request body over the {max_bytes // (1024 * 1024)} MiB limit "
-                                                   "(or an invalid Content-Length); send smaller files."}, 413)
-                return await response(scope, receive, send)
-            seen = 0
+            began = time.perf_counter()
+            status = [500]
 
-            async def counted():
-                nonlocal seen
-                message = await receive()
-                if message["type"] == "http.request":
-                    seen += len(message.get("body", b""))
-                    if seen > max_bytes:
-                        raise _TooLarge()
-                return message
+            async def send_and_watch(message):
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
 
             try:
-                return await self.inner(scope, counted, send)
-            except _TooLarge:
-                response = JSONResponse({"detail": f"Request body over the {max_bytes // (1024 * 1024)} MiB "
-                                                   "limit; send smaller files."}, 413)
-                return await response(scope, receive, send)
+                headers = dict(scope.get("headers") or [])
+                length = headers.get(b"content-length")
+                if length is not None and (not length.isdigit() or int(length) > max_bytes):
+                    response = JSONResponse({"detail": f"Request body over the {max_bytes // (1024 * 1024)} MiB "
+                                                       "limit (or an invalid Content-Length); send smaller files."},
+                                            413)
+                    return await response(scope, receive, send_and_watch)
+                seen = 0
 
-    app.add_middleware(BodyLimit)
+                async def counted():
+                    nonlocal seen
+                    message = await receive()
+                    if message["type"] == "http.request":
+                        seen += len(message.get("body", b""))
+                        if seen > max_bytes:
+                            raise _TooLarge()
+                    return message
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        began = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        if hasattr(request.app.state, "metrics"):
-            request.app.state.metrics.observe_request(path, request.method, response.status_code,
-                                                      time.perf_counter() - began)
-        return response
+                try:
+                    return await self.inner(scope, counted, send_and_watch)
+                except _TooLarge:
+                    response = JSONResponse({"detail": f"Request body over the {max_bytes // (1024 * 1024)} MiB "
+                                                       "limit; send smaller files."}, 413)
+                    return await response(scope, receive, send_and_watch)
+            finally:
+                metrics = getattr(scope.get("app").state, "metrics", None) if scope.get("app") else None
+                if metrics is not None:
+                    route = scope.get("route")
+                    metrics.observe_request(getattr(route, "path", "unmatched"), scope.get("method", ""),
+                                            status[0], time.perf_counter() - began)
+
+    app.add_middleware(ServiceMiddleware)
 
 
 class _TooLarge(Exception):
@@ -516,6 +543,8 @@ def add_serve_parser(subparsers):
     parser.add_argument("--runtime", choices=["torch", "onnx", "compiled"], default="torch",
                         help="inference engine: the PyTorch network (default), ONNX Runtime, or torch.compile with "
                         "freezing (+ bf16 on CPUs that support it); checked against PyTorch at start-up")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each loads every "
+                        "model; default 1). More than 1 uses more cores for CPU-bound models")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2 ** 20,
                         help="largest request body accepted (default 50)")
     parser.set_defaults(handler=serve_command)
@@ -538,8 +567,7 @@ def serve_command(args) -> int:
     if args.pacs_url:
         from medai.serve.pacs import PacsConfig
 
-        pacs = PacsConfig(args.pacs_url, username=os.environ.get("MEDAI_PACS_USER"),
-                          password=os.environ.get("MEDAI_PACS_PASSWORD"))
+        pacs = PacsConfig.from_env(args.pacs_url)
     settings = ServiceSettings(models, state=args.state, database_url=args.db,
                                max_upload_bytes=int(args.max_upload_mb * 2 ** 20), pacs=pacs, runtime=args.runtime)
     # load once here too so that a bad model stops the command with a clear message before the port opens
@@ -550,5 +578,15 @@ def serve_command(args) -> int:
     console.print(f"[bold]medai serve[/] {len(registry.all())} model(s); web page http://{args.host}:{args.port}/ "
                   f"(sign in with a token from `medai token create --role clinician --state {settings.state}`); "
                   f"API docs http://{args.host}:{args.port}/docs")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+    if args.workers < 1:
+        raise InvalidParameterError(f"--workers must be at least 1; got {args.workers}.")
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+        return 0
+    os.environ[SETTINGS_ENV] = json.dumps({
+        "model_paths": [str(p.resolve()) for p in settings.model_paths], "state": str(settings.state.resolve()),
+        "database_url": settings.database_url, "max_upload_bytes": settings.max_upload_bytes,
+        "pacs_url": args.pacs_url, "runtime": settings.runtime})
+    uvicorn.run("medai.serve.app:app_from_environment", factory=True, workers=args.workers, host=args.host,
+                port=args.port, log_level="warning", access_log=False)
     return 0

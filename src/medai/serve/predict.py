@@ -114,8 +114,12 @@ def predict_table(model: ServedModel, frame: pd.DataFrame, *, explain: bool) -> 
     if missing:
         raise DataValidationError(f"Record field(s) {', '.join(repr(c) for c in missing[:10])} missing: model "
                                   f"'{model.id}' needs every training column (a value may be null when unknown).")
-    x = predictor.encode(frame, source="request")
-    out = predictor.predict(frame, source="request")
+    frame = frame.reset_index(drop=True)
+    x = predictor.encode(frame, source="request")  # once: scores and explanations share it
+    id_column = predictor.task.get("id_column")
+    ids = (frame[id_column].astype(str).to_numpy() if id_column and id_column in frame.columns
+           else np.array([str(i + 1) for i in range(len(frame))], dtype=object))
+    out = pd.concat([pd.DataFrame({"id": ids}), predictor.format_scores(predictor.scores(x))], axis=1)
     warnings = [f"Field '{c}': {n} value(s) not seen in training, encoded as all zeros."
                 for c, n in pre.unseen_categories(frame).items()]
     predictions = [to_prediction(model, row) for row in out.to_dict(orient="records")]

@@ -90,10 +90,9 @@ def use_runtime(predictor, runtime: Runtime | str) -> dict[str, Any]:
 
 
 def _probabilities(logits: np.ndarray) -> np.ndarray:
-    if logits.shape[1] == 1:
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    from scipy.special import expit, softmax
+
+    return expit(logits) if logits.shape[1] == 1 else softmax(logits, axis=1)
 
 
 def _onnx(model: torch.nn.Module, x: torch.Tensor):

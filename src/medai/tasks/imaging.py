@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from medai.core.config import PreprocessingConfig, TaskConfig, TaskKind
 from medai.core.errors import DataValidationError, InvalidParameterError
@@ -38,6 +39,9 @@ class ImageTask:
         skipped: ``(file, reason)`` of files skipped with ``on_invalid: skip``.
         notes: preparation notes (resizing, intensity scaling) — counts, not patient data.
         preprocessor: the (unfitted) preprocessor that prepared the images; fitted later on train.
+        attributes: per image (row order of ``images``), the patient/acquisition attributes its source carries
+            (manifest columns beyond path/label/patient_id, HAM10000 metadata) for the subgroup audit — never a
+            model input; None when there are none.
     """
 
     kind: TaskKind
@@ -52,6 +56,7 @@ class ImageTask:
     skipped: list[tuple[str, str]]
     notes: list[str]
     preprocessor: ImagePreprocessor
+    attributes: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def spatial_dims(self) -> int:
@@ -183,13 +188,19 @@ def _from_image_set(image_set: ImageSet, task: TaskConfig, preprocessor: ImagePr
         class_names=names, positive_class=None, ids=np.asarray([r.id for r in image_set.records], dtype=object),
         groups=np.asarray(groups, dtype=object) if has_groups else None, predefined_split=None,
         source=str(image_set.source), skipped=list(image_set.skipped),
-        notes=[f"{n} image(s): {note}" for note, n in notes.items()], preprocessor=preprocessor)
+        notes=[f"{n} image(s): {note}" for note, n in notes.items()], preprocessor=preprocessor,
+        attributes=_attributes(image_set.records))
     if task.class_names is not None:
         raise InvalidParameterError(
             f"{image_set.source}: task.class_names is only for data that stores class indices (.npz); here the "
             f"classes are named by the data ({', '.join(names)})."
         )
     return _resolve_classes(result, task)
+
+
+def _attributes(records) -> pd.DataFrame | None:
+    rows = [r.meta.get("attributes") or {} for r in records]
+    return pd.DataFrame.from_records(rows) if any(rows) else None
 
 
 def _resolve_classes(result: ImageTask, task: TaskConfig) -> ImageTask:

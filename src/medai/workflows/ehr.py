@@ -379,7 +379,7 @@ def _sample_facts(task: EhrTask) -> pd.DataFrame:
     facts = pd.DataFrame({"sex": [s.static.get("sex") for s in task.samples],
                           "age": [s.static.get("age_years") for s in task.samples]})
     ethnicity = [s.static.get("ethnicity") for s in task.samples]
-    if any(e is not None for e in ethnicity):  # MIMIC ADMISSIONS.ETHNICITY (FHIR: not read yet)
+    if any(e is not None for e in ethnicity):  # MIMIC ADMISSIONS.ETHNICITY; FHIR US Core race/ethnicity
         facts["ethnicity"] = ethnicity
     return facts
 

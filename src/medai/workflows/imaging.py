@@ -132,6 +132,15 @@ def train_imaging(config: RunConfig, out: Path, *, resume: bool = False, progres
     announce(task.describe())
     for note in task.notes:
         announce(f"Note: {note}")
+    if config.evaluation.subgroups:  # a named audit column must exist before hours of training, not after
+        from medai.evaluation.fairness import group_attributes
+
+        if task.attributes is None:
+            raise DataValidationError(
+                f"{task.source}: --group/evaluation.subgroups names {', '.join(config.evaluation.subgroups)}, but "
+                "these images carry no attributes. Use a CSV manifest path,label[,patient_id] with the attribute "
+                "columns beside them (e.g. sex, age, site).")
+        group_attributes(task.attributes, tuple(config.evaluation.subgroups))  # names a missing column
     config = config.replace(model=resolve_model(config, task))
     baseline_names = config.baselines if config.baselines is not None else ("logistic_regression",)
     if task.kind is TaskKind.MULTILABEL:

@@ -212,3 +212,22 @@ def test_invalid_json_and_unknown_type(tmp_path):
                   r"'Patiently' is not a FHIR R4B resource type \(field resourceType\)")
     with pytest.raises(InvalidParameterError, match="FHIR input not found"):
         read_fhir(tmp_path / "missing.json")
+
+
+def test_us_core_race_and_ethnicity_become_the_audit_label(tmp_path):
+    from medai.data.synthetic_fhir import write_fhir_bundles
+    from medai.io.fhir import race_ethnicity, read_fhir
+
+    write_fhir_bundles(tmp_path, 10, seed=3)
+    labels = {t.patient_id: t.meta.get("ethnicity") for t in read_fhir(tmp_path)}
+    assert sorted(labels.values(), key=str) == sorted(
+        ["White", "Black or African American", "Asian", "White", "Hispanic or Latino", "Black or African American",
+         None, "White", "White", "Hispanic or Latino"], key=str)
+    race = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+    two = {"extension": [{"url": race, "extension": [
+        {"url": "ombCategory", "valueCoding": {"code": "2106-3", "display": "White"}},
+        {"url": "ombCategory", "valueCoding": {"code": "2028-9", "display": "Asian"}}]}]}
+    assert race_ethnicity(two) == "Multiple"
+    assert race_ethnicity({"extension": [{"url": race, "extension": [{"url": "text", "valueString": "Maori"}]}]}) \
+        == "Maori"
+    assert race_ethnicity({}) is None
