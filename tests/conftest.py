@@ -152,7 +152,8 @@ def served_runs(tmp_path_factory):
     runs = root / "runs"
     jobs = {"risk": ["--data", root / "cohort.csv", "--label", "outcome", "--id", "patient"],
             "survival": ["--data", root / "followup.csv", "--time", "time", "--event", "event"],
-            "image": [write_image_recipe(root / "images.yaml", root / "images", name="lesion-cnn")],
+            "image": [write_image_recipe(root / "images.yaml", root / "images", name="lesion-cnn",
+                                         task={"positive_class": "lesion"})],
             "ehr": ["--data", root / "bundles", "--task", "mortality"]}
     for name, args in jobs.items():
         assert main(["train", *map(str, args), "--out", str(runs / name), *fast]) == 0, name

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(models: Path, state: Path, *extra: str):
+def running_server(models: Path, state: Path, *extra: str, env: dict[str, str] | None = None):
     """Yield ``(url, {"clinician": token, "admin": token})`` of a `medai serve` over ``models``."""
     from medai.serve.auth import TokenStore
     from medai.serve.store import database_url, engine
@@ -35,7 +35,8 @@ def running_server(models: Path, state: Path, *extra: str):
     command = [sys.executable, "-c", "import sys; from medai.cli import main; sys.exit(main())", "serve",
                "--models", str(models), "--state", str(state), "--port", str(port), *extra]
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:

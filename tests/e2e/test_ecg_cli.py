@@ -268,3 +268,31 @@ def test_short_truncated_and_mismatched_recordings_are_refused_by_name(rhythm_ru
     header.write_text("\n".join([" ".join(fields), *lines[1:]]) + "\n")
     code, _, stderr = run_cli("predict", out, header)
     assert code == 2 and "mismatch" in stderr
+
+
+def test_the_service_path_takes_ecg_json_samples_and_wfdb_uploads(rhythm_run, tmp_path):
+    """What `POST /models/{id}/predict` runs for an ECG model: JSON samples and uploaded record files give the
+    same rhythm as `medai predict`, with a saliency strip; a flat line is referred, never given a rhythm."""
+    import base64
+
+    from medai.serve.models import load_served_model
+    from medai.serve.predict import predict_files, predict_json
+
+    _, out = rhythm_run
+    model = load_served_model(out / "model")
+    assert model.modality == "ecg"
+    af = synthesize_ecg("af", duration_s=25, sampling_rate_hz=RATE, seed=77, noise_mv=0.02)
+    body = {"sampling_rate_hz": RATE, "leads": ["I"], "signal": af.signal.tolist(), "id": "AF1"}
+    (prediction,), _ = predict_json(model, body)
+    assert prediction["decision"] == "A" and prediction["probability"]["A"] > 0.5
+    assert prediction["explanation"]["type"] == "saliency_strip"
+    assert base64.b64decode(prediction["explanation"]["png_base64"])[:4] == b"\x89PNG"
+    write_cinc_mat_record(tmp_path, "AF1", af.signal, RATE)
+    files = [(p.name, p.read_bytes()) for p in sorted(tmp_path.iterdir())]
+    (uploaded,), _ = predict_files(model, files, explain=False)
+    assert uploaded["id"] == "AF1" and uploaded["probability"] == pytest.approx(prediction["probability"], abs=1e-5)
+    flat = {"sampling_rate_hz": RATE, "signal": [[0.0] * int(RATE * 20)]}
+    (referred,), _ = predict_json(model, flat)
+    assert referred["refer"] is True and referred["decision"] is None and "flat" in referred["refer_reason"]
+    with pytest.raises(Exception, match="sampling_rate_hz"):
+        predict_json(model, {"signal": [[0.1, 0.2]]})

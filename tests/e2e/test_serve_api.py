@@ -28,7 +28,7 @@ def service(served_runs, tmp_path_factory):
     db = engine(database_url(state))
     tokens = {role: TokenStore(db).create(role, name=f"test {role}")[1] for role in ("clinician", "admin")}
     db.dispose()
-    settings = ServiceSettings([served_runs], state=state, max_upload_bytes=2 * 1024 * 1024)
+    settings = ServiceSettings([served_runs], state=state, max_upload_bytes=12 * 1024 * 1024)
     with TestClient(create_app(settings)) as client:
         yield client, tokens, state
 
@@ -202,7 +202,7 @@ def test_bad_input_gets_the_right_4xx_and_the_service_keeps_serving(service):
         (client.post(url, json={"records": [{"age": 50}]}, headers=auth(tokens)), 422),
         (client.post(url, json={"resourceType": "Bundle"}, headers=auth(tokens)), 415),
         (client.post("/models/no-such-model/predict", json={"records": [{}]}, headers=auth(tokens)), 404),
-        (client.post(url, content=b"x" * (3 * 1024 * 1024), headers={**auth(tokens),
+        (client.post(url, content=b"x" * (13 * 1024 * 1024), headers={**auth(tokens),
                                                                       "Content-Type": "application/json"}), 413),
         (client.post(f"/models/{image_key}/predict", files=[("file", ("x.dcm", b"DICM-not-really", "application/dicom"))],
                      headers=auth(tokens)), 422),
@@ -225,3 +225,46 @@ def test_retire_and_register_are_admin_only_and_remembered(service, served_runs)
     assert key in json.loads((state / "retired.json").read_text())["retired"]
     again = client.post("/models", json={"path": str(served_runs / "survival")}, headers=auth(tokens, "admin"))
     assert again.status_code == 200 and again.json()["registered"][0]["retired"] is True
+
+
+def test_cds_hooks_discovery_and_patient_view_with_the_trained_ehr_model(service):
+    from medai.data.synthetic_fhir import synthesize_fhir_bundles
+    from medai.serve.cds_hooks import Card
+    from tests.unit.serve.test_cds_hooks import _request
+
+    client, tokens, _ = service
+    services = client.get("/cds-services", headers=auth(tokens)).json()["services"]
+    ehr_key = model_id(client, tokens, "binary", "ehr")
+    assert len(services) == 1 and services[0]["hook"] == "patient-view"  # only EHR models are CDS services
+    service_id = services[0]["id"]
+    assert ehr_key.startswith(service_id + "@")
+    cards = []
+    for bundle in synthesize_fhir_bundles(12, seed=5):
+        response = client.post(f"/cds-services/{service_id}", json=_request(bundle), headers=auth(tokens))
+        assert response.status_code == 200, response.text
+        cards += response.json()["cards"]
+    assert cards  # some generated patients have an ICU stay of 48 h or more
+    for card in cards:
+        Card.model_validate(card)
+        assert card["indicator"] in ("info", "warning") and service_id in card["source"]["label"] + card["summary"]
+    missing = _request(synthesize_fhir_bundles(1, seed=6)[0])
+    del missing["prefetch"]
+    response = client.post(f"/cds-services/{service_id}", json=missing, headers=auth(tokens))
+    assert response.status_code == 412 and "prefetch" in response.json()["detail"]
+
+
+def test_a_real_dicom_radiograph_upload(service):
+    client, tokens, _ = service
+    key = model_id(client, tokens, "binary", "image")
+    pydicom_data = pytest.importorskip("pydicom.data")
+    from pathlib import Path
+
+    dicom = Path(pydicom_data.get_testdata_file("RG1_UNCI.dcm", download=False) or "")
+    if not dicom.is_file():
+        pytest.skip("pydicom-data's RG1_UNCI.dcm is not installed")
+    response = client.post(f"/models/{key}/predict?explain=false", headers=auth(tokens),
+                           files=[("file", ("chest.dcm", dicom.read_bytes(), "application/dicom"))])
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    assert prediction["id"] == "chest" and 0 <= prediction["probability"] <= 1
+    assert any("resized from 1955x1841" in w for w in prediction["warnings"])  # MONOCHROME1, 12-bit, windowed

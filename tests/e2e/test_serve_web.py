@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_binary_table, make_lesion_images
+from tests.orthanc import orthanc  # noqa: F401  (module-scoped real Orthanc; skips when absent)
 from tests.serve_server import running_server
 
 pytestmark = pytest.mark.slow
@@ -137,3 +138,44 @@ def test_upload_an_image_and_see_its_heatmap(server, browser, tmp_path):
     wait_for(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 50)
     assert "upload" in browser.find_element(By.ID, "results").text
     shot(browser, "image-heatmap")
+
+
+@pytest.fixture(scope="module")
+def pacs_server(served_runs, tmp_path_factory, orthanc):  # noqa: F811
+    """`medai serve --pacs-url` against a real Orthanc holding a lesion study and a normal one."""
+    from medai.serve.pacs import Pacs, PacsConfig
+    from tests.unit.serve.test_pacs import _study
+
+    pacs = Pacs(PacsConfig(orthanc.dicomweb_url, orthanc.user, orthanc.password, timeout_s=20))
+    root = tmp_path_factory.mktemp("web-pacs")
+    studies = {"lesion": _study(root / "lesion", [1, 1], seed=21), "normal": _study(root / "normal", [0, 0], seed=22)}
+    for datasets in studies.values():
+        pacs.store(datasets)
+    env = {"MEDAI_PACS_USER": orthanc.user, "MEDAI_PACS_PASSWORD": orthanc.password}
+    with running_server(served_runs, root / "state", "--pacs-url", orthanc.dicomweb_url, env=env) as (url, tokens):
+        yield url, tokens["clinician"], pacs, {k: str(v[0].StudyInstanceUID) for k, v in studies.items()}
+
+
+def test_pacs_worklist_ranks_by_risk_and_stores_an_sr(pacs_server, browser):
+    from selenium.webdriver.common.by import By
+
+    url, token, pacs, uids = pacs_server
+    browser.delete_all_cookies()
+    browser.get(url + "/login")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "signin").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 4)
+    choose_model(browser, "binary", "image")
+    browser.find_element(By.ID, "worklist").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#studies > table > tr")) == 3)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#studies > table > tr")
+    assert uids["lesion"][-12:] in rows[1].text and uids["normal"][-12:] in rows[2].text  # highest risk first
+    rows[1].find_element(By.CSS_SELECTOR, "button.analyse").click()
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#studies .stored"))
+    assert "SR stored (2 image(s)" in browser.find_element(By.ID, "studies").text
+    shot(browser, "pacs-worklist")
+    from medai.io.dicom_sr import read_classification_sr
+
+    instances = pacs.retrieve_study_instances(uids["lesion"])
+    srs = [ds for ds in instances if ds.Modality == "SR"]
+    assert len(srs) == 1 and len(read_classification_sr(srs[0])) == 2  # one finding per image

@@ -90,6 +90,18 @@ def test_train_predict_evaluate_binary(tmp_path, capsys):
     rescored = pd.read_csv(tmp_path / "test_pred.csv").set_index("id")["score"]
     assert np.allclose(rescored.loc[test_rows.index], test_rows["score"], atol=1e-5)
 
+    # what `POST /models/{id}/predict` runs for a text model: the same scores, word attributions
+    from medai.serve.models import load_served_model
+    from medai.serve.predict import predict_json
+
+    served = load_served_model(out / "model")
+    texts = frame["report"].head(3).tolist()
+    predictions, _ = predict_json(served, {"texts": texts})
+    expected = pd.read_csv(tmp_path / "pred.csv")["score"].iloc[:2]  # rows 1-2 of new.csv are these texts
+    assert np.allclose([p["probability"] for p in predictions[:2]], expected, atol=1e-5)
+    assert predictions[0]["explanation"]["type"] == "token_attributions"
+    assert all(t["token"] in texts[0] for t in predictions[0]["explanation"]["tokens"])
+
     external = tmp_path / "external.csv"
     write_reports(external, n=40, seed=1)
     assert main(["evaluate", str(out), "--data", str(external), "--bootstrap", "100",

@@ -119,12 +119,19 @@ def _compiled(model: torch.nn.Module, x: torch.Tensor):
     import torch._inductor.config as inductor
 
     inductor.freezing = True  # weights become constants: folded into the compiled graph (inference only)
-    bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and x.ndim >= 3  # convolutional inputs only
+    from medai.workflows.imaging import amx_supported
+
+    # bf16 only where it is fast (AMX tiles) and for convolutional inputs: with AVX512-BF16 alone it was slower
+    # than fp32 here (docs/benchmarks.md), as for training
+    bf16 = amx_supported() and x.ndim >= 3
     compiled = torch.compile(model, dynamic=True)
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return compiled(inputs.float()).float()
 
-    forward(x)  # compile now, not on the first request
+    # compile now, not on a request: the full batch, and batch 1 (dynamo specialises sizes 0 and 1, so a first
+    # single-record request would recompile — from several server threads at once, which deadlocked)
+    forward(x)
+    forward(x[:1])
     return forward, {"engine": f"torch.compile (inductor, freezing{', bf16' if bf16 else ''})", "bf16": bf16}
