@@ -28,12 +28,14 @@ import memory_3d  # noqa: E402
 import metabric_cv  # noqa: E402
 import mimic_mortality  # noqa: E402
 import negation  # noqa: E402
+import serve_latency  # noqa: E402
 import monitor_speed  # noqa: E402
 import wdbc_cv  # noqa: E402
 
 BENCHMARKS = {module.NAME: module for module in (wdbc_cv, deepsurv_rotterdam_gbsg, metabric_cv, medmnist,
                                                  imaging_speed, memory_3d, cinc2017_cv, monitor_speed,
-                                                 ehr_ingest, mimic_mortality, negation, deid, iu_reports)}
+                                                 ehr_ingest, mimic_mortality, negation, deid, iu_reports,
+                                                 serve_latency)}
 
 
 def main(argv: list[str]) -> int:

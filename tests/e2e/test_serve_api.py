@@ -268,3 +268,25 @@ def test_a_real_dicom_radiograph_upload(service):
     (prediction,) = response.json()["predictions"]
     assert prediction["id"] == "chest" and 0 <= prediction["probability"] <= 1
     assert any("resized from 1955x1841" in w for w in prediction["warnings"])  # MONOCHROME1, 12-bit, windowed
+
+
+def test_monitor_report_reads_what_the_service_recorded(service, served_runs, tmp_path):
+    """Predictions served above are recorded per model version (derived features and scores only); labels that
+    arrive later feed the calibration part; `medai monitor-report` writes JSON + HTML."""
+    from medai.cli import main
+
+    client, tokens, state = service
+    key = model_id(client, tokens, "binary", "tabular")
+    frame = make_binary_table(n=40, seed=11)
+    records = json.loads(frame.drop(columns=["outcome"]).to_json(orient="records"))
+    body = client.post(f"/models/{key}/predict?explain=false", json={"records": records}, headers=auth(tokens)).json()
+    labels = [{"prediction_id": p["prediction_id"], "label": int(y == "yes")}
+              for p, y in zip(body["predictions"], frame["outcome"])]
+    assert client.post("/labels", json={"labels": labels}, headers=auth(tokens)).json() == {"recorded": 40}
+    assert main(["monitor-report", str(served_runs / "risk"), "--state", str(state), "--out",
+                 str(tmp_path / "drift")]) == 0
+    report = json.loads((tmp_path / "drift" / "monitor_report.json").read_text())
+    assert report["drift_available"] and report["n_live"] >= 40
+    assert {f["name"] for f in report["features"]} >= {"age", "sbp", "smoker"}
+    assert (tmp_path / "drift" / "monitor_report.html").read_text().count("data:image/png;base64") >= 1
+    assert "P0" not in (tmp_path / "drift" / "monitor_report.json").read_text()  # no record ids stored or shown

@@ -498,15 +498,7 @@ def fairness_audit(
                              "groups": _audit_attribute(kind, fn, names, labels, arrays, strata, count_name, count_of,
                                                         min_n, n_resamples, confidence, seed)}
 
-    beyond = []
-    for name, entry in audited.items():
-        for group, g in entry["groups"].items():
-            for metric, m in g["metrics"].items():
-                low, high = m["gap_ci_low"], m["gap_ci_high"]
-                if low is not None and high is not None and (low > 0 or high < 0):
-                    beyond.append({"attribute": name, "group": group, "metric": metric, "gap": m["gap"],
-                                   "gap_ci_low": low, "gap_ci_high": high, "reliable": g["reliable"]})
-    beyond.sort(key=lambda row: -abs(row["gap"]))
+    beyond = gaps_beyond_ci(audited)
     return {
         "schema": SCHEMA,
         "kind": str(kind),
@@ -524,6 +516,20 @@ def fairness_audit(
         "gaps_beyond_ci": beyond,
         "mitigation": None,
     }
+
+
+def gaps_beyond_ci(audited: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every (attribute, group, metric) whose gap to the overall value has a CI excluding 0, largest first."""
+    beyond = []
+    for name, entry in audited.items():
+        for group, g in entry["groups"].items():
+            for metric, m in g["metrics"].items():
+                low, high = m["gap_ci_low"], m["gap_ci_high"]
+                if low is not None and high is not None and (low > 0 or high < 0):
+                    beyond.append({"attribute": name, "group": group, "metric": metric, "gap": m["gap"],
+                                   "gap_ci_low": low, "gap_ci_high": high, "reliable": g["reliable"]})
+    beyond.sort(key=lambda row: -abs(row["gap"]))
+    return beyond
 
 
 def _audit_attribute(kind, fn, names, labels, arrays, strata, count_name, count_of, min_n, n_resamples, confidence,

@@ -484,7 +484,7 @@ def segmentation_fairness_audit(groups: Mapping[str, pd.Series], dice, hd95_mm, 
         The fairness dict (``schema``, ``kind`` = ``segmentation``, ``overall``, ``attributes``,
         ``gaps_beyond_ci``, ...).
     """
-    from medai.evaluation.fairness import INTERSECTION, SCHEMA, _audit_attribute, _label
+    from medai.evaluation.fairness import INTERSECTION, SCHEMA, _audit_attribute, _label, gaps_beyond_ci
 
     owner = "segmentation_fairness_audit"
     d = np.asarray(dice, dtype=np.float64).ravel()
@@ -521,15 +521,7 @@ def segmentation_fairness_audit(groups: Mapping[str, pd.Series], dice, hd95_mm, 
                           "groups": _audit_attribute("segmentation", fn, SEGMENTATION_METRICS, labels, (d, h), None,
                                                      None, lambda idx: None, min_n, n_resamples, confidence, seed)}
                    for name, labels in attributes.items()}
-    beyond = []
-    for name, entry in audited.items():
-        for group, g in entry["groups"].items():
-            for metric, m in g["metrics"].items():
-                low, high = m["gap_ci_low"], m["gap_ci_high"]
-                if low is not None and high is not None and (low > 0 or high < 0):
-                    beyond.append({"attribute": name, "group": group, "metric": metric, "gap": m["gap"],
-                                   "gap_ci_low": low, "gap_ci_high": high, "reliable": g["reliable"]})
-    beyond.sort(key=lambda row: -abs(row["gap"]))
+    beyond = gaps_beyond_ci(audited)
     return {
         "schema": SCHEMA, "kind": "segmentation", "threshold": None, "class_names": None, "unit": unit,
         "min_n": min_n, "n_resamples": n_resamples, "confidence": confidence, "seed": seed,
