@@ -10,6 +10,7 @@ after training. On a cluster, the same command runs under a scheduler (e.g. ``sr
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -52,8 +53,21 @@ def setup(prefer_cuda: bool = True) -> DistributedContext:
     return DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device, backend=backend)
 
 
+#: Seconds a rank waits before leaving the process group (see :func:`teardown`).
+DRAIN_S = 0.5
+
+
 def teardown() -> None:
+    """Leave the process group.
+
+    Waits :data:`DRAIN_S` first, with the GIL released: gloo's worker threads free finished collective work
+    objects on their own, and freeing one needs the GIL. If the DistributedDataParallel wrapper is freed at that
+    moment, its destructor holds the GIL while it joins those threads, and the rank deadlocks at exit. This was seen
+    under torchrun in CI (torch 2.13, gloo): rank 1 hung in ``~Reducer`` → ``~ProcessGroupGloo``, with a
+    ``pt_gloo_runloop`` thread waiting for the GIL in ``~AsyncBroadcastWork``.
+    """
     if dist.is_available() and dist.is_initialized():
+        time.sleep(DRAIN_S)
         dist.destroy_process_group()
 
 
