@@ -136,10 +136,33 @@ def write_image_recipe(path: Path, data: Path, **sections) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ service
+def write_segmentation_npz(path: Path, n_train: int = 64, seed: int = 0) -> Path:
+    """2-D lesion phantoms (64 px, 0.5 mm pixels, 0-3 lesions per image) as a segmentation ``.npz``."""
+    from medai.data.phantoms import make_lesion_phantoms
+
+    parts = {"train": make_lesion_phantoms(n_train, seed=seed), "val": make_lesion_phantoms(16, seed=seed + 1),
+             "test": make_lesion_phantoms(24, seed=seed + 2)}
+    arrays = {f"{s}_{k}": getattr(p, k) for s, p in parts.items() for k in ("images", "masks")}
+    np.savez(path, **arrays, spacing_mm=np.array([0.5, 0.5]), label=np.array("lesion"))
+    return path
+
+
+def write_segmentation_recipe(path: Path, data: Path, name: str = "lesion-unet", epochs: int = 4) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "name": name, "data": {"path": str(data)}, "task": {"kind": "segmentation"},
+        "model": {"name": "unet", "channels": [8, 16, 32], "strides": [2, 2]},
+        "training": {"max_epochs": epochs, "batch_size": 8, "learning_rate": 0.005, "patience": epochs},
+        "evaluation": {"n_resamples": 100}, "baselines": ["otsu"]}))
+    return path
+
+
 @pytest.fixture(scope="session")
 def served_runs(tmp_path_factory):
     """Real models for the service tests, trained once per session (each in a few seconds): a binary tabular
-    model, a survival model, a small image CNN and an EHR mortality model on generated FHIR bundles."""
+    model, a survival model, a small image CNN, an EHR mortality model on generated FHIR bundles and a small
+    lesion U-Net."""
     from medai.cli import main
     from medai.data.synthetic_fhir import write_fhir_bundles
 
@@ -154,7 +177,9 @@ def served_runs(tmp_path_factory):
             "survival": ["--data", root / "followup.csv", "--time", "time", "--event", "event"],
             "image": [write_image_recipe(root / "images.yaml", root / "images", name="lesion-cnn",
                                          task={"positive_class": "lesion"})],
-            "ehr": ["--data", root / "bundles", "--task", "mortality"]}
+            "ehr": ["--data", root / "bundles", "--task", "mortality"],
+            "segmentation": [write_segmentation_recipe(root / "segmentation.yaml",
+                                                       write_segmentation_npz(root / "lesions.npz"))]}
     for name, args in jobs.items():
         assert main(["train", *map(str, args), "--out", str(runs / name), *fast]) == 0, name
     return runs

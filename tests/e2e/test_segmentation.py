@@ -188,6 +188,28 @@ def test_cardiac_metrics_and_ejection_fraction(cardiac_run):
 
 
 @pytest.mark.slow
+def test_the_service_segments_the_example_series_as_the_run_did(cardiac_run):
+    """`medai serve`'s segmentation path (medai.serve.segment) on the run's own DICOM example series: the masks
+    the run stored as DICOM SEG, each slice's area from its PixelSpacing, the LV blood-pool segment coding."""
+    from medai.io.dicom import read_dicom
+    from medai.serve.models import load_served_model
+    from medai.serve.segment import MASK_KEY, segment_coding, segment_records
+
+    model = load_served_model(cardiac_run / "model")
+    example = json.loads((cardiac_run / "run.json").read_text())["segmentation_example"]
+    files = sorted((cardiac_run / "segmentation_example" / "image").glob("*.dcm"))
+    stored = read_dicom_seg(cardiac_run / example["seg"], files)
+    predictions = segment_records(model, [read_dicom(f) for f in files], explain=False)
+    served = np.stack([p[MASK_KEY] for p in predictions])
+    assert (served != stored).mean() < 1e-3  # the DICOM's 12-bit grey values, z-scored as the run's floats were
+    spacing = json.loads((cardiac_run / "model" / "task.json").read_text())["spacing_mm"]
+    for p in predictions:
+        assert p["spacing_source"] == "PixelSpacing" and p["spacing_mm"] == pytest.approx(spacing[1:])
+        assert p["measurements"]["area_mm2"] == pytest.approx(p[MASK_KEY].sum() * spacing[1] * spacing[2])
+    assert segment_coding(model).property_type.meaning == "Blood"
+
+
+@pytest.mark.slow
 def test_cardiac_dicom_seg_and_report(cardiac_run, run_cli):
     example = json.loads((cardiac_run / "run.json").read_text())["segmentation_example"]
     files = sorted((cardiac_run / "segmentation_example" / "image").glob("*.dcm"))

@@ -45,7 +45,7 @@ def model_id(client, tokens, kind: str, modality: str) -> str:
 def test_health_needs_no_token_but_everything_else_does(service):
     client, tokens, _ = service
     health = client.get("/health")
-    assert health.status_code == 200 and health.json() == {"status": "ok", "models": 4}
+    assert health.status_code == 200 and health.json() == {"status": "ok", "models": 5}
     for path in ("/models", "/metrics", "/cds-services", "/audit"):
         response = client.get(path)
         assert response.status_code == 401, path
@@ -57,7 +57,8 @@ def test_models_lists_every_verified_model(service):
     client, tokens, _ = service
     models = client.get("/models", headers=auth(tokens)).json()["models"]
     assert {(m["kind"], m["modality"]) for m in models} == {
-        ("binary", "tabular"), ("survival", "tabular"), ("binary", "image"), ("binary", "ehr")}
+        ("binary", "tabular"), ("survival", "tabular"), ("binary", "image"), ("binary", "ehr"),
+        ("segmentation", "segmentation")}
     for m in models:
         assert len(m["sha256"]) == 64 and m["version"] and m["inputs"]
     binary = next(m for m in models if m["modality"] == "tabular" and m["kind"] == "binary")
@@ -128,6 +129,79 @@ def test_image_upload_png_and_fhir_output(service, served_runs):
     bundle = Bundle.model_validate(fhir.json())
     types = sorted({entry.resource.get_resource_type() for entry in bundle.entry})
     assert "DiagnosticReport" in types and "Observation" in types
+
+
+def _served_segmenter(served_runs):
+    from medai.registry.segmentation_predictor import SegmentationPredictor
+
+    return SegmentationPredictor.load(served_runs / "segmentation")
+
+
+def test_segmentation_uploads_give_mask_area_volume_refer_and_fhir(service, served_runs, tmp_path):
+    """PNG (no pixel spacing: measured with the training spacing, and said so), DICOM (its PixelSpacing), an odd
+    size (padded for the U-Net, cropped back) and a NIfTI volume (slice by slice): each mask is the model's own."""
+    import nibabel as nib
+    import pydicom
+    from fhir.resources.R4B.bundle import Bundle
+    from PIL import Image
+
+    from medai.data.phantoms import make_lesion_phantoms
+    from medai.io.dicom_seg import write_image_series
+
+    client, tokens, _ = service
+    key = model_id(client, tokens, "segmentation", "segmentation")
+    direct = _served_segmenter(served_runs)
+    phantoms = make_lesion_phantoms(3, seed=31)
+    image = (np.clip(phantoms.images[0, 0], 0, 1) * 255).astype(np.uint8)
+    png, odd = io.BytesIO(), io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    Image.fromarray(image[:61, :59]).save(odd, format="PNG")
+    (dicom,) = write_image_series(image.astype(float), tmp_path / "dicom", spacing_mm=(0.25, 0.25))
+    dicom_path = tmp_path / "image.dcm"
+    dicom.save_as(dicom_path, enforce_file_format=True)
+    volume = np.stack([phantoms.images[i, 0] for i in range(3)], axis=-1).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.diag([0.5, 0.5, 2.0, 1.0])), tmp_path / "volume.nii.gz")
+    files = [("file", ("case.png", png.getvalue(), "image/png")), ("file", ("odd.png", odd.getvalue(), "image/png")),
+             ("file", ("ct.dcm", dicom_path.read_bytes(), "application/dicom")),
+             ("file", ("volume.nii.gz", (tmp_path / "volume.nii.gz").read_bytes(), "application/gzip"))]
+    response = client.post(f"/models/{key}/predict", files=files, headers=auth(tokens))
+    assert response.status_code == 200, response.text
+    case, small, ct, vol = response.json()["predictions"]
+
+    expected = direct.predict(image[None, None].astype(np.float32))[0]
+    mask = np.array(Image.open(io.BytesIO(base64.b64decode(case["mask_png_base64"])))) > 0
+    assert np.array_equal(mask, expected["mask"].astype(bool))
+    assert case["measurements"]["area_mm2"] == pytest.approx(mask.sum() * 0.5 * 0.5)  # the training spacing
+    assert "training data" in case["spacing_source"] and any("no pixel spacing" in w for w in case["warnings"])
+    assert case["decision"] == ("lesion" if mask.any() else "none") and case["segment"] == "lesion"
+    assert case["refer"] is expected["refer"] and (case["refer_reason"] is None) == (not case["refer"])
+    assert case["explanation"]["type"] == "mask_overlay"
+    assert base64.b64decode(case["explanation"]["png_base64"])[:8] == b"\x89PNG\r\n\x1a\n"
+    small_mask = np.array(Image.open(io.BytesIO(base64.b64decode(small["mask_png_base64"]))))
+    assert small_mask.shape == (61, 59)
+    # DICOM: 12-bit rescaled grey values (z-scored per image: the same input) and its own 0.25 mm PixelSpacing
+    ct_mask = np.array(Image.open(io.BytesIO(base64.b64decode(ct["mask_png_base64"])))) > 0
+    assert ct["spacing_mm"] == [0.25, 0.25] and ct["spacing_source"] == "PixelSpacing" and not ct["warnings"]
+    assert ct["measurements"]["area_mm2"] == pytest.approx(ct_mask.sum() * 0.0625)
+    assert (ct_mask & mask).sum() * 2 / max(ct_mask.sum() + mask.sum(), 1) > 0.95
+    per_slice = direct.predict(np.moveaxis(volume, -1, 0)[:, None])
+    assert vol["spacing_mm"] == [0.5, 0.5, 2.0] and "mask_png_base64" not in vol
+    assert vol["measurements"]["volume_ml"] == pytest.approx(sum(o["mask"].sum() for o in per_slice) * 0.5 / 1000)
+    assert "conformal_volume_ml" in vol["measurements"]
+    assert pydicom.dcmread(dicom_path).Modality == "MR"
+
+    fhir = client.post(f"/models/{key}/predict?explain=false", files=files[:1],
+                       headers={**auth(tokens), "Accept": "application/fhir+json"})
+    assert fhir.status_code == 200, fhir.text
+    bundle = Bundle.model_validate(fhir.json())
+    resources = [entry.resource for entry in bundle.entry]
+    report = next(r for r in resources if r.get_resource_type() == "DiagnosticReport")
+    area = next(r for r in resources if r.get_resource_type() == "Observation" and r.code.coding[0].code == "42798000")
+    assert area.valueQuantity.code == "mm2" and float(area.valueQuantity.value) == pytest.approx(
+        case["measurements"]["area_mm2"])
+    assert "Area of the segmented lesion" in report.conclusion
+    json_body = client.post(f"/models/{key}/predict", json={"records": [{"x": 1}]}, headers=auth(tokens))
+    assert json_body.status_code == 415 and "upload a file" in json_body.json()["detail"]
 
 
 def test_tabular_fhir_output_is_a_risk_assessment(service):

@@ -101,7 +101,7 @@ def test_predict_from_records_shows_decision_refer_and_explanation(server, brows
     browser.get(url + "/login")
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "signin").click()
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 4)
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 5)
     choose_model(browser, "binary", "tabular")
     wait_for(browser, lambda d: "threshold" in d.find_element(By.ID, "facts").text)
     wait_for(browser, lambda d: "Model card" in d.find_element(By.ID, "card").text
@@ -126,7 +126,7 @@ def test_upload_an_image_and_see_its_heatmap(server, browser, tmp_path):
 
     url, _ = server
     browser.get(url + "/")
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 4)
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 5)
     choose_model(browser, "binary", "image")
     images, _ = make_lesion_images(n=2, seed=12)
     path = tmp_path / "upload.png"
@@ -138,6 +138,31 @@ def test_upload_an_image_and_see_its_heatmap(server, browser, tmp_path):
     wait_for(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 50)
     assert "upload" in browser.find_element(By.ID, "results").text
     shot(browser, "image-heatmap")
+
+
+def test_upload_an_image_to_a_segmentation_model_and_see_its_mask(server, browser, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    from medai.data.phantoms import make_lesion_phantoms
+
+    url, _ = server
+    browser.get(url + "/")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 5)
+    choose_model(browser, "segmentation", "segmentation")
+    wait_for(browser, lambda d: "conformal mask" in d.find_element(By.ID, "facts").text)
+    phantoms = make_lesion_phantoms(1, seed=31)
+    path = tmp_path / "scan.png"
+    Image.fromarray((np.clip(phantoms.images[0, 0], 0, 1) * 255).astype(np.uint8)).save(path)
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "run").click()
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results img.explain"))
+    image = browser.find_element(By.CSS_SELECTOR, "#results img.explain")
+    wait_for(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 50)
+    text = browser.find_element(By.ID, "results").text
+    assert "scan" in text and "area" in text and "mm²" in text and "no pixel spacing" in text
+    shot(browser, "segmentation-mask")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +189,7 @@ def test_pacs_worklist_ranks_by_risk_and_stores_an_sr(pacs_server, browser):
     browser.get(url + "/login")
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "signin").click()
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 4)
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 5)
     choose_model(browser, "binary", "image")
     browser.find_element(By.ID, "worklist").click()
     wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#studies > table > tr")) == 3)
@@ -179,3 +204,26 @@ def test_pacs_worklist_ranks_by_risk_and_stores_an_sr(pacs_server, browser):
     instances = pacs.retrieve_study_instances(uids["lesion"])
     srs = [ds for ds in instances if ds.Modality == "SR"]
     assert len(srs) == 1 and len(read_classification_sr(srs[0])) == 2  # one finding per image
+
+
+def test_pacs_study_segmented_and_stored_as_seg_and_sr(pacs_server, browser):
+    from selenium.webdriver.common.by import By
+
+    from medai.io.dicom_sr import read_segmentation_sr
+
+    url, token, pacs, uids = pacs_server
+    browser.get(url + "/")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 5)
+    choose_model(browser, "segmentation", "segmentation")
+    browser.find_element(By.ID, "worklist").click()
+    wait_for(browser, lambda d: any(uids["normal"][-12:] in row.text
+                                    for row in d.find_elements(By.CSS_SELECTOR, "#studies > table > tr")))
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#studies > table > tr") if uids["normal"][-12:] in r.text)
+    row.find_element(By.CSS_SELECTOR, "button.analyse").click()
+    wait_for(browser, lambda d: "SEG + SR stored" in d.find_element(By.ID, "studies").text)
+    assert "total area" in browser.find_element(By.ID, "studies").text
+    shot(browser, "pacs-segmentation")
+    instances = pacs.retrieve_study_instances(uids["normal"])
+    assert sorted(ds.Modality for ds in instances if ds.Modality in ("SEG", "SR")) == ["SEG", "SR"]
+    sr = next(ds for ds in instances if ds.Modality == "SR")
+    assert len(read_segmentation_sr(sr)) == 2  # one area per image

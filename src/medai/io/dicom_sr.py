@@ -33,7 +33,8 @@ from typing import Any
 import medai
 from medai.core.errors import DataValidationError, InvalidParameterError
 
-__all__ = ["MEDAI_SCHEME", "read_classification_sr", "write_classification_sr"]
+__all__ = ["MEDAI_SCHEME", "read_classification_sr", "read_segmentation_sr", "write_classification_sr",
+           "write_segmentation_sr"]
 
 #: The private coding scheme of model class names (PS3.16 8.2: designators beginning "99" are private).
 MEDAI_SCHEME = "99MEDAI"
@@ -109,8 +110,8 @@ def _group(prediction: Mapping[str, Any], source, model: dict[str, str], index: 
         raise DataValidationError(f"{where}: has no 'decision' (the class at the model's operating point).")
     evaluations = [hd.sr.QualitativeEvaluation(codes.DCM.Finding, _class_code(f)) for f in findings] or [
         hd.sr.QualitativeEvaluation(codes.DCM.Finding, _none_code())]
-    refer = bool(prediction.get("refer", False))
-    evaluations.append(hd.sr.QualitativeEvaluation(_refer_code(), codes.SCT.Yes if refer else codes.SCT.No))
+    refer_evaluation, reason = _refer_items(prediction)
+    evaluations.append(refer_evaluation)
     measurements = [hd.sr.Measurement(name=_probability_code(name), value=p, unit=codes.UCUM.NoUnits)
                     for name, p in probabilities.items()]
     algorithm = hd.sr.AlgorithmIdentification(name=model["id"], version=model["version"],
@@ -123,11 +124,7 @@ def _group(prediction: Mapping[str, Any], source, model: dict[str, str], index: 
         qualitative_evaluations=evaluations,
         source_images=[hd.sr.SourceImageForMeasurementGroup(str(source.SOPClassUID), str(source.SOPInstanceUID))],
     )
-    reason = prediction.get("refer_reason")
-    if refer and reason:
-        # TID 1501 has no referral row; a Comment text item keeps the reason readable in any SR viewer.
-        group[0].ContentSequence.append(hd.sr.TextContentItem(
-            name=codes.DCM.Comment, value=str(reason)[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    _add_comment(group, reason)
     return group
 
 
@@ -166,7 +163,6 @@ def write_classification_sr(
         DataValidationError: no predictions; a prediction id that is no source image; a prediction without
             probability or decision, or with a probability outside [0, 1]; source images of several studies.
     """
-    hd, codes = _hd(), _codes()
     model = _check_model(model)
     if not predictions:
         raise DataValidationError("write_classification_sr: no predictions to report; give one per image.")
@@ -184,6 +180,12 @@ def write_classification_sr(
                 "SOPInstanceUID of any source image. Predict on records read from the source images "
                 "(read_dicom uses the SOPInstanceUID as record id).")
         groups.append(_group(prediction, source, model, index))
+    return _report(list(by_uid.values()), groups, model, out_path=out_path, series_number=series_number)
+
+
+def _report(evidence: list, groups: list, model: dict[str, str], *, out_path, series_number: int):
+    """The TID 1500 SR around measurement groups: the model as device observer, the source study's modules."""
+    hd, codes = _hd(), _codes()
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=_device_uid(model["sha256"]), name=model["id"][:64], manufacturer_name="medai",
         model_name=f"{model['id']} {model['version']}"[:64], serial_number=model["sha256"][:16])
@@ -192,9 +194,9 @@ def write_classification_sr(
                                                       observer_identifying_attributes=device))
     report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.SCT.ImagingProcedure,
                                      imaging_measurements=groups)
-    first = next(iter(by_uid.values()))
+    first = evidence[0]
     sr = hd.sr.Comprehensive3DSR(
-        evidence=list(by_uid.values()),
+        evidence=evidence,
         content=report,
         series_instance_uid=hd.UID(),
         series_number=int(series_number),
@@ -220,6 +222,151 @@ def write_classification_sr(
     return sr
 
 
+def _refer_items(prediction: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The referral evaluation (SCT Yes / No) and its reason (None when not referred)."""
+    codes = _codes()
+    refer = bool(prediction.get("refer", False))
+    evaluation = _hd().sr.QualitativeEvaluation(_refer_code(), codes.SCT.Yes if refer else codes.SCT.No)
+    reason = prediction.get("refer_reason")
+    return evaluation, (str(reason)[:1024] if refer and reason else None)
+
+
+def _add_comment(group, text: str | None) -> None:
+    if text:
+        # TID 1501 / 1410 have no referral row; a Comment text item keeps the reason readable in any SR viewer.
+        hd, codes = _hd(), _codes()
+        group[0].ContentSequence.append(hd.sr.TextContentItem(
+            name=codes.DCM.Comment, value=text, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+
+
+def _seg_frames(segs: Sequence) -> dict[str, tuple[Any, int]]:
+    """SOPInstanceUID of each segmented source image → (its SEG, the SEG frame number derived from it)."""
+    frames = {}
+    for seg in segs:
+        for number, item in enumerate(seg.PerFrameFunctionalGroupsSequence, start=1):
+            for derivation in item.get("DerivationImageSequence", []):
+                for source in derivation.get("SourceImageSequence", []):
+                    frames[str(source.ReferencedSOPInstanceUID)] = (seg, number)
+    return frames
+
+
+def _frame_reference_only(group) -> None:
+    """Drop Referenced Segment Number where a Referenced Frame Number is given: in an SR IMAGE reference the
+    segment number is only for references without frame numbers (a SEG frame belongs to exactly one segment).
+    highdicom 0.28 writes both, which dciodvfy reports as an error."""
+    for item in group[0].ContentSequence:
+        if item.ValueType == "IMAGE":
+            for reference in item.ReferencedSOPSequence:
+                if "ReferencedFrameNumber" in reference and "ReferencedSegmentNumber" in reference:
+                    del reference.ReferencedSegmentNumber
+
+
+def write_segmentation_sr(
+    source_datasets: Sequence,
+    predictions: Sequence[Mapping[str, Any]],
+    model: Mapping[str, Any],
+    segmentations: Sequence,
+    *,
+    out_path: str | Path | None = None,
+    series_number: int = _SERIES_NUMBER,
+):
+    """Write segmentation measurements as a TID 1500 SR whose groups point into the DICOM SEG.
+
+    One TID 1410 "Planar ROI measurements" group per segmented image: the ROI is the SEG frame derived from that
+    image (segment 1), the finding type the segment's property type, the measurement its area (SCT 42798000,
+    UCUM mm2; ``measurements.area_mm2`` of the prediction), plus the referral evaluation and reason as in
+    :func:`write_classification_sr`.
+
+    Args:
+        source_datasets: the segmented images, all of one study.
+        predictions: segmentation prediction dicts (:mod:`medai.serve.segment`), ``id`` = SOPInstanceUID.
+        model: ``id``, ``version``, ``sha256``.
+        segmentations: the SEG datasets written from these predictions' masks (``write_dicom_seg``).
+
+    Raises:
+        InvalidParameterError: ``model`` lacks ``id``, ``version`` or ``sha256``.
+        DataValidationError: no predictions; a prediction without area or without a SEG frame of its image.
+    """
+    hd, codes = _hd(), _codes()
+    model = _check_model(model)
+    if not predictions:
+        raise DataValidationError("write_segmentation_sr: no predictions to report; give one per image.")
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in source_datasets}
+    frames = _seg_frames(segmentations)
+    algorithm = hd.sr.AlgorithmIdentification(name=model["id"], version=model["version"],
+                                              family=codes.cid7162.ArtificialIntelligence, manufacturer="medai")
+    groups = []
+    for index, prediction in enumerate(predictions):
+        uid = str(prediction.get("id"))
+        area = (prediction.get("measurements") or {}).get("area_mm2")
+        if uid not in by_uid or uid not in frames:
+            raise DataValidationError(f"write_segmentation_sr: prediction {index + 1} is for no segmented source "
+                                      "image (its id must be the SOPInstanceUID of an image in a SEG).")
+        if not isinstance(area, numbers.Real) or area < 0:
+            raise DataValidationError(f"write_segmentation_sr: prediction {index + 1} has no area (measurements."
+                                      "area_mm2); only 2-D image segmentations go into this SR.")
+        seg, frame = frames[uid]
+        refer, reason = _refer_items(prediction)
+        segment = seg.SegmentSequence[0]
+        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"medai segmentation {index + 1}"),
+            # built from the UIDs: highdicom's from_segmentation looks for the segment number per frame, which a
+            # one-segment SEG keeps in its shared functional groups
+            referenced_segment=hd.sr.ReferencedSegmentationFrame(
+                sop_class_uid=str(seg.SOPClassUID), sop_instance_uid=str(seg.SOPInstanceUID), frame_number=frame,
+                segment_number=1, source_image=hd.sr.SourceImageForSegmentation(
+                    str(by_uid[uid].SOPClassUID), str(by_uid[uid].SOPInstanceUID))),
+            finding_type=hd.sr.CodedConcept.from_dataset(segment.SegmentedPropertyTypeCodeSequence[0]),
+            algorithm_id=algorithm,
+            measurements=[hd.sr.Measurement(name=codes.SCT.Area, value=float(area),
+                                            unit=codes.UCUM.SquareMillimeter)],
+            qualitative_evaluations=[refer],
+        )
+        _add_comment(group, reason)
+        _frame_reference_only(group)
+        groups.append(group)
+    # evidence: the images and the SEGs the groups point into (Current Requested Procedure Evidence Sequence)
+    return _report([*by_uid.values(), *segmentations], groups, model, out_path=out_path, series_number=series_number)
+
+
+def read_segmentation_sr(dataset) -> list[dict[str, Any]]:
+    """Read back what :func:`write_segmentation_sr` wrote: one dict per group with ``sop_instance_uid`` (the
+    segmented image), ``seg_sop_instance_uid`` and ``frame`` (the SEG frame), ``area_mm2``, ``refer`` and
+    ``refer_reason``."""
+    import pydicom
+
+    codes = _codes()
+    ds = dataset if isinstance(dataset, pydicom.Dataset) else pydicom.dcmread(dataset)
+    out = []
+    for group in _groups(ds, "get_planar_roi_measurement_groups"):
+        reference = group.referenced_segmentation_frame
+        area, refer, reason = None, False, None
+        for item in group[0].ContentSequence:
+            key = _code_key(item.ConceptNameCodeSequence[0])
+            if item.ValueType == "NUM" and key == ("SCT", codes.SCT.Area.value):
+                area = float(item.MeasuredValueSequence[0].NumericValue)
+            elif item.ValueType == "CODE" and key == (MEDAI_SCHEME, "refer"):
+                refer = _code_key(item.ConceptCodeSequence[0]) == ("SCT", codes.SCT.Yes.value)
+            elif item.ValueType == "TEXT" and key == ("DCM", codes.DCM.Comment.value):
+                reason = str(item.TextValue)
+        out.append({"sop_instance_uid": reference.source_image_for_segmentation.referenced_sop_instance_uid,
+                    "seg_sop_instance_uid": reference.referenced_sop_instance_uid,
+                    "frame": list(reference.referenced_frame_numbers or []), "area_mm2": area, "refer": refer,
+                    "refer_reason": reason})
+    return out
+
+
+def _groups(ds, getter: str) -> list:
+    hd = _hd()
+    try:
+        return list(getattr(hd.sr.Comprehensive3DSR.from_dataset(ds, copy=True).content, getter)())
+    except (AttributeError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise DataValidationError(
+            f"SR {getattr(ds, 'SOPInstanceUID', '(no SOPInstanceUID)')}: not a TID 1500 measurement report "
+            f"readable by highdicom ({exc.__class__.__name__}). Expected an SR written by medai."
+        ) from None
+
+
 def _code_key(code) -> tuple[str, str]:
     """(scheme, value) of a code item; long values (over 16 characters) are in LongCodeValue."""
     value = code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue")
@@ -237,19 +384,11 @@ def read_classification_sr(dataset) -> list[dict[str, Any]]:
     Raises:
         DataValidationError: not a TID 1500 measurement report SR.
     """
-    hd, codes = _hd(), _codes()
     import pydicom
 
+    codes = _codes()
     ds = dataset if isinstance(dataset, pydicom.Dataset) else pydicom.dcmread(dataset)
-    try:
-        sr = hd.sr.Comprehensive3DSR.from_dataset(ds, copy=True)
-        report = sr.content
-        groups = report.get_image_measurement_groups()
-    except (AttributeError, ValueError, TypeError, KeyError, IndexError) as exc:
-        raise DataValidationError(
-            f"SR {getattr(ds, 'SOPInstanceUID', '(no SOPInstanceUID)')}: not a TID 1500 measurement report "
-            f"readable by highdicom ({exc.__class__.__name__}). Expected an SR written by medai."
-        ) from None
+    groups = _groups(ds, "get_image_measurement_groups")
     out = []
     for group in groups:
         # Read the group's items directly: highdicom files the first "Finding" item as the group's finding type

@@ -12,7 +12,7 @@ Routes (every one needs a token except ``GET /health`` and the sign-in form; rol
   GET  /cds-services               [read]   CDS Hooks discovery
   POST /cds-services/{service}  [predict]   CDS Hooks ``patient-view``: prefetched FHIR → cards
   GET  /pacs/studies               [read]   studies in the configured PACS (DICOMweb QIDO)
-  POST /pacs/studies/{uid}/analyse [predict] run a model on a study and store the result as DICOM SR / SEG
+  POST /pacs/studies/{uid}/analyse [predict] run a model on a study and store the result as DICOM SR (+ SEG)
   GET  /pacs/worklist              [read]   PACS studies sorted by predicted risk
   POST /labels                  [predict]   outcomes that became known, for calibration monitoring
   GET  /metrics                    [read]   Prometheus metrics
@@ -470,11 +470,12 @@ def _add_pacs_routes(app: FastAPI) -> None:
 
     @app.post("/pacs/studies/{study_uid}/analyse", tags=["pacs"])
     def analyse(study_uid: str, request: Request, model: str, who: Principal = PREDICT) -> dict[str, Any]:
-        """Run an image model on a PACS study and store the result back as a DICOM SR (and SEG)."""
-        from medai.serve.pacs import analyse_study, served_model_ref, served_predict_fn
+        """Run an image model on a PACS study and store the result back: a DICOM SR of the classification, or for
+        a segmentation model a DICOM SEG per series and an SR of each image's area and referral."""
+        from medai.serve.pacs import analyse_served
 
         served = request.app.state.registry.get(model)
-        result = analyse_study(pacs(request), study_uid, served_predict_fn(served), model=served_model_ref(served))
+        result = analyse_served(pacs(request), study_uid, served)
         as_dict = result.to_dict()
         _audit(request, who, "pacs_analyse", served, status=200, body=study_uid.encode(),
                n_records=int(as_dict.get("n_images") or 0))
@@ -483,12 +484,10 @@ def _add_pacs_routes(app: FastAPI) -> None:
     @app.get("/pacs/worklist", tags=["pacs"])
     def worklist(request: Request, model: str, limit: int = 20, who: Principal = READ) -> dict[str, Any]:
         """PACS studies scored by an image model, highest predicted risk first (nothing is stored)."""
-        from medai.serve.pacs import served_model_ref, served_predict_fn
-        from medai.serve.pacs import worklist as build
+        from medai.serve.pacs import worklist_served
 
         served = request.app.state.registry.get(model)
-        items = build(pacs(request), served_predict_fn(served), limit=max(1, min(limit, 200)),
-                      model=served_model_ref(served))
+        items = worklist_served(pacs(request), served, limit=max(1, min(limit, 200)))
         return {"model": served.ref, "studies": [i.to_dict() for i in items]}
 
 

@@ -13,6 +13,9 @@ tabular, EHR        one ``RiskAssessment`` per prediction (binary: one ``predict
                     ``whenRange.high`` = the horizon)
 image, ECG, text    one ``DiagnosticReport`` per prediction (record/study) whose ``result`` lists one
                     ``Observation`` per class probability, one for the decision and one for ``refer``
+segmentation        the same report, with the mask's area (SNOMED CT 42798000, UCUM ``mm2``) or volume
+                    (118565006, ``mL``) as an ``Observation`` (the conformal mask's as its ``component``), the
+                    decision (the segment's label or ``none``) and ``refer``
 every kind          one ``Device`` for the model (name = model id, version, sha256 identifier), referenced by
                     ``RiskAssessment.performer`` and ``Observation.device`` (R4 allows Device there; it does not
                     allow it in ``DiagnosticReport.performer``, so the report reaches the model through its results)
@@ -46,6 +49,7 @@ FHIR_VERSION = "4.0.1"
 FHIR_PACKAGE = "fhir.resources.R4B"
 
 UCUM = "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -74,6 +78,7 @@ class Modality(StrEnum):
     IMAGE = "image"
     ECG = "ecg"
     TEXT = "text"
+    SEGMENTATION = "segmentation"
 
 
 class ReportCategory(StrEnum):
@@ -176,9 +181,10 @@ class ModelInfo:
         artifact = predictor.artifact
         card = artifact.model_card or {}
         created = card.get("created") or (card.get("run") or {}).get("created") if isinstance(card, dict) else None
+        modality = Modality.SEGMENTATION if artifact.task.get("kind") == "segmentation" else None
         return cls.coerce({"id": model_id or artifact.config.name, "version": version or created or
                            artifact.sha256[:12], "sha256": artifact.sha256, "task": artifact.task,
-                           "preprocessor": artifact.preprocessor, "card_url": card_url})
+                           "preprocessor": artifact.preprocessor, "card_url": card_url, "modality": modality})
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -578,6 +584,8 @@ def diagnostic_report(prediction: Mapping[str, Any], model: Any, *, subject: str
                                                   "display": f"Probability of {code}"}],
                                       "text": f"Probability of {code}"},
                              "valueQuantity": {"value": p, "unit": "1", "system": UCUM, "code": "1"}})
+    observations.extend({"resourceType": "Observation", "id": _new_id(), **common, **measurement}
+                        for measurement in _measurements(prediction, where))
     refer = bool(prediction.get("refer"))
     decision = _decision_text(prediction.get("decision"))
     if decision is not None:
@@ -629,8 +637,43 @@ def diagnostic_report(prediction: Mapping[str, Any], model: Any, *, subject: str
     return report, observations
 
 
+#: Segmentation measurements → (SNOMED CT code, display, UCUM unit).
+_MEASUREMENTS = {"area_mm2": ("42798000", "Area", "mm2"), "volume_ml": ("118565006", "Volume", "mL")}
+
+
+def _measurements(prediction: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """``code`` + ``valueQuantity`` of a segmentation's area / volume (the model's mask; the conformal mask's as a
+    component)."""
+    values = prediction.get("measurements") or {}
+    out = []
+    for key, (code, display, unit) in _MEASUREMENTS.items():
+        if key not in values:
+            continue
+        value = float(values[key])
+        if not math.isfinite(value) or value < 0:
+            raise DataValidationError(f"{where}: measurement {key} must be a non-negative number.")
+        segment = str(prediction.get("segment") or "segmented structure")
+        item: dict[str, Any] = {
+            "code": {"coding": [{"system": SNOMED, "code": code, "display": display}],
+                     "text": f"{display} of the {segment} (model mask)"},
+            "valueQuantity": {"value": round(value, 4), "unit": unit, "system": UCUM, "code": unit}}
+        if f"conformal_{key}" in values:
+            item["component"] = [{
+                "code": {"coding": [{"system": OUTPUT_SYSTEM, "code": f"conformal-{key.split('_')[0]}",
+                                     "display": f"{display} of the conformal mask"}]},
+                "valueQuantity": {"value": round(float(values[f"conformal_{key}"]), 4), "unit": unit,
+                                  "system": UCUM, "code": unit}}]
+        out.append(item)
+    return out
+
+
 def _conclusion(model: ModelInfo, prediction, probabilities: dict, decision: str | None, refer: bool) -> str:
     sentences = [f"AI analysis by medai model {model.id} (version {model.version})."]
+    for key, (_, display, unit) in _MEASUREMENTS.items():
+        value = (prediction.get("measurements") or {}).get(key)
+        if value is not None:
+            sentences.append(f"{display} of the segmented {prediction.get('segment') or 'structure'}: "
+                             f"{float(value):.4g} {unit}.")
     if decision is not None:
         text = f"Decision at the model's operating point: {decision}"
         if decision in probabilities:
@@ -684,8 +727,8 @@ def prediction_bundle(predictions: Sequence[Mapping[str, Any]], model: Any, *, k
     validate_resource(device)
     device_ref = f"urn:uuid:{device['id']}"
     entries = [{"fullUrl": device_ref, "resource": device}]
-    category = {Modality.IMAGE: ReportCategory.IMAGING, Modality.ECG: ReportCategory.ECG,
-                Modality.TEXT: ReportCategory.TEXT}.get(modality)
+    category = {Modality.IMAGE: ReportCategory.IMAGING, Modality.SEGMENTATION: ReportCategory.IMAGING,
+                Modality.ECG: ReportCategory.ECG, Modality.TEXT: ReportCategory.TEXT}.get(modality)
     for index, prediction in enumerate(predictions):
         subject = subject_ids[index] if subject_ids is not None else None
         try:

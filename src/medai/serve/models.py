@@ -98,7 +98,10 @@ def input_description(model: ServedModel) -> str:
         return "a FHIR R4 Bundle (application/fhir+json) with Patient, Encounter and Observation resources"
     if model.modality == "text":
         return 'JSON {"texts": ["…"]} or {"records": [{text column: "…"}]}'
-    return "an image volume upload (NIfTI, DICOM) for segmentation"
+    if model.predictor.spatial_dims == 3:
+        return "a volume upload (NIfTI .nii/.nii.gz or a multi-frame DICOM; multipart field 'file')"
+    return ("an image upload (PNG, JPEG, DICOM; multipart field 'file'), or a NIfTI / multi-frame DICOM volume "
+            "segmented slice by slice")
 
 
 def calibration_note(model: ServedModel) -> str:
@@ -107,6 +110,9 @@ def calibration_note(model: ServedModel) -> str:
         return "not applicable (no class probabilities)"
     if not state:
         return "probabilities as trained: validation showed no recalibration was needed"
+    if model.kind is TaskKind.SEGMENTATION:
+        return (f"voxel probabilities temperature-scaled on validation voxels (T = "
+                f"{float(state.get('temperature', 1.0)):.2f})")
     method = state.get("method")
     methods = method if isinstance(method, str) else ", ".join(sorted(set(map(str, method))))
     return f"probabilities recalibrated on the validation split ({methods})"
@@ -118,6 +124,10 @@ def conformal_note(model: ServedModel) -> str:
         return "no conformal state: predictions carry no prediction set and refer only for unusable input"
     alpha = state.get("alpha")
     target = f"{100 * (1 - float(alpha)):.0f} %" if alpha is not None else "the target"
+    if model.kind is TaskKind.SEGMENTATION:
+        return (f"conformal risk control on validation: the conformal mask (yellow) covers on average {target} of "
+                "each case's structure; 'refer' when its uncertain band is larger than the mask, or when it finds "
+                "a structure the model did not segment")
     return (f"split-conformal sets calibrated on validation to contain the truth in {target} of cases; "
             "'refer' = the set is not a single answer")
 

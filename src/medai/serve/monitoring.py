@@ -241,13 +241,17 @@ def _json_value(value: Any) -> float | str | None:
 
 def _score_of(prediction: Mapping[str, Any]) -> Any:
     """The monitored score of a prediction dict (see :mod:`medai.serve`): probability (number or per class),
-    log relative risk, or value; None when the prediction has none (unusable input)."""
+    log relative risk, value, or a segmentation's area / volume; None when the prediction has none (unusable
+    input)."""
     if prediction.get("probability") is not None:
         p = prediction["probability"]
         return {str(k): _json_value(v) for k, v in p.items()} if isinstance(p, Mapping) else _json_value(p)
     risk = prediction.get("risk")
     if isinstance(risk, Mapping) and risk.get("log_relative_risk") is not None:
         return _json_value(risk["log_relative_risk"])
+    measurements = prediction.get("measurements")
+    if isinstance(measurements, Mapping):
+        return _json_value(measurements.get("area_mm2", measurements.get("volume_ml")))
     return _json_value(prediction.get("value"))
 
 

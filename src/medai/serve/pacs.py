@@ -36,7 +36,8 @@ from medai.core.errors import DataValidationError, InvalidParameterError, MedaiE
 
 __all__ = [
     "Pacs", "PacsConfig", "PacsError", "StudyNotFoundError", "StudyResult", "StudySummary", "WorklistEntry",
-    "add_pacs_parser", "analyse_study", "prediction_risk", "served_model_ref", "served_predict_fn", "worklist",
+    "add_pacs_parser", "analyse_served", "analyse_study", "prediction_risk", "served_model_ref", "served_predict_fn",
+    "worklist", "worklist_served",
 ]
 
 logger = logging.getLogger(__name__)
@@ -434,6 +435,7 @@ def analyse_study(
     *,
     model: Mapping[str, Any],
     segment_fn: Callable[[list], Sequence] | None = None,
+    segment=None,
     store: bool = True,
 ) -> StudyResult:
     """Retrieve a study, predict on its images, write the result as an SR (and SEG), and store it back.
@@ -445,7 +447,11 @@ def analyse_study(
         model: the model dict of the predictions (``id``, ``version``, ``sha256``, and ``positive_class`` for
             binary models; :func:`served_model_ref`).
         segment_fn: optional ``records → masks``, one binary ``(rows, cols)`` mask per record; written as one
-            DICOM SEG per source series.
+            DICOM SEG per source series. Segmentation predictions (:mod:`medai.serve.segment`, as from
+            :func:`served_predict_fn` of a segmentation model) carry their masks themselves: then the SEGs are
+            written from those, and the SR holds each image's area and referral, pointing into its SEG frame
+            (:func:`medai.io.dicom_sr.write_segmentation_sr`) instead of class probabilities.
+        segment: the :class:`medai.io.dicom_seg.SegmentCoding` of the SEG (default: a lesion).
         store: False = write the objects but do not STOW them (a preview; the worklist uses it).
 
     Returns:
@@ -456,7 +462,8 @@ def analyse_study(
         DataValidationError: the study has no image to analyse (only SR, SEG or other non-image objects: the
             counts are named); ``predict_fn`` broke the contract; a mask does not fit its image.
     """
-    from medai.io.dicom_sr import write_classification_sr
+    from medai.io.dicom_sr import write_classification_sr, write_segmentation_sr
+    from medai.serve.segment import MASK_KEY, public
 
     datasets = pacs.retrieve_study_instances(study_uid)
     images, skipped = [], {}
@@ -473,15 +480,24 @@ def analyse_study(
                                   "skipped.")
     records = _records(images)
     predictions = _check_predictions(predict_fn(records), records, study_uid)
-    scored = [p for p in predictions if p.get("probability") is not None]
-    sr = write_classification_sr(images, scored, model) if scored else None
-    segs = _segmentations(images, records, segment_fn, model) if segment_fn is not None else []
+    if predictions and all(MASK_KEY in p for p in predictions):
+        masks = [p[MASK_KEY] for p in predictions]
+        predictions = [public(p) for p in predictions]
+        segs = _segmentations(images, records, lambda _: masks, model, segment)
+        sr = write_segmentation_sr(images, predictions, model, segs)
+    else:
+        scored = [p for p in predictions if p.get("probability") is not None]
+        sr = write_classification_sr(images, scored, model) if scored else None
+        segs = _segmentations(images, records, segment_fn, model, segment) if segment_fn is not None else []
     objects = ([sr] if sr is not None else []) + segs
     stored = pacs.store(objects) if store and objects else []
     negative = (model.get("negative_class") if isinstance(model, Mapping) else None)
     risks = [(prediction_risk(p, negative), p) for p in predictions]
     ranked = [(r, p) for r, p in risks if r is not None]
     top = max(ranked, key=lambda pair: pair[0]) if ranked else (None, {})
+    if not ranked and segs:  # a segmentation: the study's finding is the structure when any image has it
+        found = [p for p in predictions if p.get("decision") not in (None, "none")]
+        top = (None, found[0] if found else {"decision": "none"})
     logger.info("analysed study %s: %d image(s), %d skipped, stored %d object(s)", study_uid, len(images),
                 sum(skipped.values()), len(stored))
     return StudyResult(
@@ -491,12 +507,13 @@ def analyse_study(
         decision=top[1].get("decision"), refer=any(bool(p.get("refer")) for p in predictions), sr=sr, segs=segs)
 
 
-def _segmentations(images: Sequence, records: Sequence, segment_fn: Callable, model: Mapping[str, Any]) -> list:
+def _segmentations(images: Sequence, records: Sequence, segment_fn: Callable, model: Mapping[str, Any],
+                   segment=None) -> list:
     """One SEG per source series from ``segment_fn``'s per-image masks."""
     import numpy as np
     import pydicom
 
-    from medai.io.dicom_seg import write_dicom_seg
+    from medai.io.dicom_seg import LESION, write_dicom_seg
 
     masks = list(segment_fn(list(records)))
     if len(masks) != len(images):
@@ -509,8 +526,9 @@ def _segmentations(images: Sequence, records: Sequence, segment_fn: Callable, mo
         for n, indices in enumerate(by_series.values()):
             mask = np.stack([np.asarray(masks[i]).reshape(np.asarray(masks[i]).shape[-2:]) for i in indices])
             path = write_dicom_seg(mask.astype(np.uint8), Path(folder) / f"seg-{n}.dcm",
-                                   source_images=[images[i] for i in indices],
-                                   model_name=str(model.get("id", "model")), model_version=str(model.get("version")))
+                                   source_images=[images[i] for i in indices], segment=segment or LESION,
+                                   model_name=str(model.get("id", "model")), model_version=str(model.get("version")),
+                                   series_description=f"medai {model.get('id', 'model')}"[:64])
             segs.append(pydicom.dcmread(path))
     return segs
 
@@ -565,14 +583,40 @@ def served_model_ref(model) -> dict[str, str]:
     return ref
 
 
+def analyse_served(pacs: Pacs, study_uid: str, model, *, store: bool = True) -> StudyResult:
+    """:func:`analyse_study` with a served model: classification → SR; segmentation → SEG + SR of areas."""
+    segment = None
+    if model.modality == "segmentation":
+        from medai.serve.segment import segment_coding
+
+        segment = segment_coding(model)
+    return analyse_study(pacs, study_uid, served_predict_fn(model), model=served_model_ref(model), segment=segment,
+                         store=store)
+
+
+def worklist_served(pacs: Pacs, model, limit: int = 20, *,
+                    filters: Mapping[str, str] | None = None) -> list[WorklistEntry]:
+    """:func:`worklist` ranked by a served classification model."""
+    if model.modality == "segmentation":
+        raise InvalidParameterError(f"Model '{model.id}' is a segmentation model: the worklist ranks studies by a "
+                                    "classification model's predicted risk. Analyse studies one by one with it "
+                                    "instead (POST /pacs/studies/{uid}/analyse, medai pacs analyse).")
+    return worklist(pacs, served_predict_fn(model), limit, model=served_model_ref(model), filters=filters)
+
+
 def served_predict_fn(model) -> PredictFn:
-    """``records → prediction dicts`` for an image classification :class:`medai.serve.models.ServedModel`, the
-    same rows → dicts path as the API (:func:`medai.serve.predict.to_prediction`)."""
+    """``records → prediction dicts`` for an image classification or segmentation
+    :class:`medai.serve.models.ServedModel`, the same path as the API (:func:`medai.serve.predict.to_prediction`;
+    :func:`medai.serve.segment.segment_records`, masks kept for the SEG)."""
     from medai.serve.predict import to_prediction
 
+    if model.modality == "segmentation":
+        from medai.serve.segment import segment_records
+
+        return lambda records: segment_records(model, records, explain=False)
     if model.modality != "image" or str(model.kind) not in ("binary", "multiclass", "multilabel"):
         raise InvalidParameterError(f"Model '{model.id}' is a {model.kind} {model.modality} model; PACS analysis "
-                                    "takes image classification models (binary, multi-class, multi-label).")
+                                    "takes image classification and segmentation models.")
 
     def predict(records: list) -> list[dict[str, Any]]:
         with model.lock:
@@ -598,7 +642,8 @@ def add_pacs_parser(subparsers) -> argparse.ArgumentParser:
     studies.add_argument("--filter", action="append", default=[], metavar="KEYWORD=VALUE",
                          help="QIDO-RS filter, e.g. StudyDate=20260101-20261231 (repeatable)")
     studies.add_argument("--limit", type=int, default=50)
-    analyse = actions.add_parser("analyse", help="predict on a study's images and store an SR back")
+    analyse = actions.add_parser("analyse", help="predict on a study's images and store an SR (and a SEG for "
+                                                 "segmentation models) back")
     analyse.add_argument("study_uid")
     analyse.add_argument("--model", required=True, type=Path, help="a run folder or its model/ folder")
     analyse.add_argument("--no-store", action="store_true", help="do not store the SR in the PACS")
@@ -638,8 +683,7 @@ def run_pacs_command(args: argparse.Namespace) -> int:
         out: Any = [s.to_dict() for s in pacs.search_studies(_filters(args.filter), limit=args.limit)]
     elif args.pacs_action == "analyse":
         model = _load_model(args.model)
-        result = analyse_study(pacs, args.study_uid, served_predict_fn(model), model=served_model_ref(model),
-                               store=not args.no_store)
+        result = analyse_served(pacs, args.study_uid, model, store=not args.no_store)
         if args.out is not None and result.sr is not None:
             from medai.io.dicom_seg import _save_atomic
 
@@ -647,8 +691,7 @@ def run_pacs_command(args: argparse.Namespace) -> int:
         out = result.to_dict()
     else:
         model = _load_model(args.model)
-        out = [e.to_dict() for e in worklist(pacs, served_predict_fn(model), args.limit,
-                                              model=served_model_ref(model), filters=_filters(args.filter))]
+        out = [e.to_dict() for e in worklist_served(pacs, model, args.limit, filters=_filters(args.filter))]
     json.dump(out, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0

@@ -78,6 +78,8 @@ def predict_files(model: ServedModel, files: list[tuple[str, bytes]], *, explain
         return predict_table(model, frame, explain=explain)
     if model.modality == "image":
         return predict_images(model, files, explain=explain)
+    if model.modality == "segmentation":
+        return predict_segmentation(model, files, explain=explain)
     if model.modality == "ecg":
         return predict_ecg_files(model, files, explain=explain, sampling_rate_hz=sampling_rate_hz)
     if model.modality == "ehr":
@@ -215,14 +217,8 @@ def predict_texts(model: ServedModel, body: dict, *, explain: bool) -> tuple[lis
 # ----------------------------------------------------------------------------------------------- images
 def predict_images(model: ServedModel, files: list[tuple[str, bytes]], *,
                    explain: bool) -> tuple[list[dict], list[str]]:
-    from medai.io.images import read_image
-
     predictor = model.predictor
-    with _uploads(files, IMAGE_SUFFIXES) as paths:
-        records = []
-        for (name, _), path in zip(files, paths):
-            record = read_image(path)
-            records.append(_renamed(record, _record_name(name)))
+    records = _read_uploaded_images(files)
     images, notes = predictor.prepare_images(records)
     out = pd.concat([pd.DataFrame({"id": [r.id for r in records]}), predictor.format_scores(predictor.scores(images))],
                     axis=1)
@@ -234,6 +230,21 @@ def predict_images(model: ServedModel, files: list[tuple[str, bytes]], *,
         for i, prediction in enumerate(predictions[:MAX_EXPLAINED]):
             prediction["explanation"] = _heatmap(model, images[i:i + 1], prediction)
     return predictions, []
+
+
+def _read_uploaded_images(files: list[tuple[str, bytes]]) -> list:
+    from medai.io.images import read_image
+
+    with _uploads(files, IMAGE_SUFFIXES) as paths:
+        return [_renamed(read_image(path), _record_name(name)) for (name, _), path in zip(files, paths)]
+
+
+def predict_segmentation(model: ServedModel, files: list[tuple[str, bytes]], *,
+                         explain: bool) -> tuple[list[dict], list[str]]:
+    """Segment uploaded images or volumes (:mod:`medai.serve.segment`): mask overlay, area or volume, referral."""
+    from medai.serve.segment import public, segment_records
+
+    return [public(p) for p in segment_records(model, _read_uploaded_images(files), explain=explain)], []
 
 
 def _heatmap(model: ServedModel, image: np.ndarray, prediction: dict) -> dict[str, Any]:

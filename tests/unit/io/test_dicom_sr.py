@@ -1,4 +1,4 @@
-"""Classification SR (TID 1500) written with highdicom: content read back, patient/study copied, codes declared,
+"""Classification and segmentation SRs (TID 1500) written with highdicom: content read back, patient/study copied, codes declared,
 validated by dciodvfy where installed, and the promised errors."""
 
 from __future__ import annotations
@@ -11,8 +11,14 @@ import pydicom
 import pytest
 
 from medai.core.errors import DataValidationError, InvalidParameterError
-from medai.io.dicom_seg import write_image_series
-from medai.io.dicom_sr import MEDAI_SCHEME, read_classification_sr, write_classification_sr
+from medai.io.dicom_seg import write_dicom_seg, write_image_series
+from medai.io.dicom_sr import (
+    MEDAI_SCHEME,
+    read_classification_sr,
+    read_segmentation_sr,
+    write_classification_sr,
+    write_segmentation_sr,
+)
 
 MODEL = {"id": "lesion-cxr", "version": "2026-11-26T10:00:00Z", "sha256": "ab12" * 16, "positive_class": "lesion"}
 
@@ -110,3 +116,26 @@ def test_errors_name_what_is_wrong(images, tmp_path):
 def test_reading_an_image_as_sr_is_a_clear_error(images):
     with pytest.raises(DataValidationError, match="not a TID 1500 measurement report"):
         read_classification_sr(pydicom.Dataset(images[0]))
+
+
+def test_segmentation_sr_points_each_area_into_its_seg_frame(images, tmp_path):
+    masks = np.zeros((3, 16, 16), dtype=np.uint8)
+    masks[0, 2:6, 2:5], masks[2, 8:10, 8:12] = 1, 1
+    seg = pydicom.dcmread(write_dicom_seg(masks, tmp_path / "seg.dcm", source_images=images, model_name="unet"))
+    predictions = [{"id": _uid(ds), "measurements": {"area_mm2": float(m.sum()) * 0.25}, "refer": i == 1,
+                    "refer_reason": "the outline is uncertain" if i == 1 else None}
+                   for i, (ds, m) in enumerate(zip(images, masks))]
+    write_segmentation_sr(images, predictions, MODEL, [seg], out_path=tmp_path / "sr.dcm")
+    groups = {g["sop_instance_uid"]: g for g in read_segmentation_sr(tmp_path / "sr.dcm")}
+    frames = seg.pixel_array.reshape(-1, 16, 16)
+    for ds, mask, prediction in zip(images, masks, predictions):
+        group = groups[_uid(ds)]
+        assert group["seg_sop_instance_uid"] == str(seg.SOPInstanceUID)
+        assert np.array_equal(frames[group["frame"][0] - 1], mask)
+        assert group["area_mm2"] == pytest.approx(prediction["measurements"]["area_mm2"])
+        assert group["refer"] is prediction["refer"] and group["refer_reason"] == prediction["refer_reason"]
+    assert dciodvfy_errors(tmp_path / "sr.dcm") == []
+    with pytest.raises(DataValidationError, match="prediction 1 has no area"):
+        write_segmentation_sr(images, [{"id": _uid(images[0]), "probability": 0.5}], MODEL, [seg])
+    with pytest.raises(DataValidationError, match="prediction 1 is for no segmented source image"):
+        write_segmentation_sr(images, [{"id": "1.2.3", "measurements": {"area_mm2": 1.0}}], MODEL, [seg])

@@ -13,42 +13,62 @@ import pytest
 
 from medai.core.errors import DataValidationError, InvalidParameterError
 from medai.io.dicom_seg import read_dicom_seg, write_dicom_seg, write_image_series
-from medai.io.dicom_sr import read_classification_sr
+from medai.io.dicom_sr import read_classification_sr, read_segmentation_sr
 from medai.serve.pacs import (
     Pacs,
     PacsConfig,
     PacsError,
     StudyNotFoundError,
     add_pacs_parser,
+    analyse_served,
     analyse_study,
     served_model_ref,
     served_predict_fn,
     worklist,
+    worklist_served,
 )
-from tests.conftest import make_lesion_images, write_image_recipe, write_lesion_folder
+from tests.conftest import (
+    make_lesion_images,
+    write_image_recipe,
+    write_lesion_folder,
+    write_segmentation_npz,
+    write_segmentation_recipe,
+)
 from tests.orthanc import orthanc  # noqa: F401  (the module-scoped fixture)
 from tests.unit.io.test_dicom_sr import dciodvfy_errors
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A real quarter-width ResNet-18 trained for 3 epochs on 32 px lesion images (about 10 s on 2 cores)."""
+def _trained(recipe, out):
+    """Train a recipe with one torch thread (the fastest on the shared test cores) and load it as served."""
     import torch
 
     from medai.cli import main
     from medai.serve.models import load_served_model
 
-    root = tmp_path_factory.mktemp("model")
-    data = write_lesion_folder(root / "images", n=120)
-    recipe = write_image_recipe(root / "recipe.yaml", data, task={"positive_class": "lesion"},
-                                training={"max_epochs": 3, "patience": 3})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["train", str(recipe), "--out", str(root / "run"), "--quiet"]) == 0
+        assert main(["train", str(recipe), "--out", str(out), "--quiet"]) == 0
     finally:
         torch.set_num_threads(threads)
-    return load_served_model(root / "run" / "model")
+    return load_served_model(out / "model")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A real quarter-width ResNet-18 trained for 3 epochs on 32 px lesion images (about 10 s on 2 cores)."""
+    root = tmp_path_factory.mktemp("model")
+    data = write_lesion_folder(root / "images", n=120)
+    return _trained(write_image_recipe(root / "recipe.yaml", data, task={"positive_class": "lesion"},
+                                       training={"max_epochs": 3, "patience": 3}), root / "run")
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    """A real small 2-D U-Net trained for 4 epochs on 64 px lesion phantoms (about 10 s on 2 cores)."""
+    root = tmp_path_factory.mktemp("segmenter")
+    return _trained(write_segmentation_recipe(root / "recipe.yaml", write_segmentation_npz(root / "lesions.npz")),
+                    root / "run")
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +162,44 @@ def test_segmentation_is_stored_as_seg_and_reads_back(pacs, studies, tmp_path):
     seg.save_as(tmp_path / "back.dcm", enforce_file_format=True)
     assert np.array_equal(read_dicom_seg(tmp_path / "back.dcm", images), mask)
     assert dciodvfy_errors(tmp_path / "back.dcm") == []
+
+
+def test_a_segmentation_model_stores_a_seg_and_an_sr_of_areas(pacs, studies, segmenter, tmp_path):
+    images = studies["lesion"]
+    study_uid = str(images[0].StudyInstanceUID)
+    result = analyse_served(pacs, study_uid, segmenter)
+    assert result.n_images == 2 and len(result.seg_sop_instance_uids) == 1
+    assert sorted(result.stored) == sorted([result.sr_sop_instance_uid, *result.seg_sop_instance_uids])
+    assert all("_mask" not in p for p in result.predictions) and json.dumps(result.to_dict())
+    after = {str(ds.SOPInstanceUID): ds for ds in pacs.retrieve_study_instances(study_uid)}
+    seg_path, sr_path = _save(after[result.seg_sop_instance_uids[0]], tmp_path / "seg.dcm"), \
+        _save(after[result.sr_sop_instance_uid], tmp_path / "sr.dcm")
+    stored_masks = read_dicom_seg(seg_path, images)
+    # The stored masks are the model's own on the PACS pixels (z-scored per image, so the x16 storage is moot).
+    pixels = np.stack([ds.pixel_array.astype(np.float32) for ds in images])[:, None]
+    expected = np.stack([o["mask"] for o in segmenter.predictor.predict(pixels)])
+    assert np.array_equal(stored_masks, expected)
+    assert after[result.seg_sop_instance_uids[0]].SegmentSequence[0].SegmentLabel == "lesion"
+    groups = {g["sop_instance_uid"]: g for g in read_segmentation_sr(sr_path)}
+    assert set(groups) == {str(ds.SOPInstanceUID) for ds in images}
+    frames = pydicom.dcmread(seg_path).pixel_array.reshape(-1, 32, 32)
+    by_id = {p["id"]: p for p in result.predictions}
+    for index, ds in enumerate(images):
+        group, prediction = groups[str(ds.SOPInstanceUID)], by_id[str(ds.SOPInstanceUID)]
+        # the SR's region is the SEG frame holding this image's mask
+        assert group["seg_sop_instance_uid"] == result.seg_sop_instance_uids[0] and len(group["frame"]) == 1
+        assert np.array_equal(frames[group["frame"][0] - 1], expected[index])
+        # PixelSpacing of these images is 0.5 x 0.5 mm: the area is measured with it, not the training spacing
+        assert group["area_mm2"] == pytest.approx(expected[index].sum() * 0.25)
+        assert prediction["measurements"]["area_mm2"] == pytest.approx(group["area_mm2"])
+        assert group["refer"] is prediction["refer"] and (group["refer_reason"] is None) == (not prediction["refer"])
+    assert dciodvfy_errors(seg_path) == [] and dciodvfy_errors(sr_path) == []
+
+    again = analyse_served(pacs, study_uid, segmenter, store=False)  # medai's SEG and SR are not segmented again
+    assert again.n_images == 2 and again.skipped["segmentation"] == 1 and again.skipped["structured report"] >= 1
+    with pytest.raises(InvalidParameterError, match="segmentation model: the worklist ranks studies by a "
+                                                    "classification model"):
+        worklist_served(pacs, segmenter)
 
 
 def test_worklist_ranks_the_lesion_study_first(pacs, studies, served):
