@@ -9,9 +9,10 @@ Models, trained here on real data (their weights do not change latency; their in
 - 28 px: a ResNet-18 (stride-2 stem) on BreastMNIST at 28 x 28 (3 epochs) — one PNG upload per request;
 - 224 px: a full-width ResNet-18 on BreastMNIST resized to 224 x 224 x 3 (1 epoch) — one PNG upload per request.
 Each model is served by `medai serve` with ``--runtime torch | onnx | compiled`` (one uvicorn worker process) and
-ONNX with two worker processes; the
-load generator is a thread pool of keep-alive HTTP clients in this process, on the same 2 cores (its CPU use is
-part of what is measured: numbers are upper bounds of what a separate client machine would see). Requests ask for
+ONNX with two worker processes. The
+load generator is one process per concurrent client, each holding one keep-alive HTTP/1.1 connection
+(``http.client``, the request body built once), on the same 2 cores as the server: its CPU use is part of what is
+measured, so the numbers are upper bounds of what clients on other machines would see. Requests ask for
 no explanation (``explain=false``): explanations cost backward passes and are measured apart.
 Per model, engine and concurrency (1, 8, 32): p50/p95/p99 latency of successful requests, requests/s, errors. The
 "direct" numbers are the same prediction without HTTP (the Predictor path the endpoint runs, in-process, one at a time):
@@ -23,7 +24,6 @@ Run: ``python bench/serve_latency.py [--quick]`` (writes bench/results/serve_lat
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import io
 import json
 import os
@@ -32,7 +32,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -143,46 +142,79 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def load(server: Server, key: str, body: dict, files, concurrency: int, *, n_requests: int | None = None,
+def _request(model: str) -> tuple[bytes, str]:
+    """(body, content type) of one request for ``model``: JSON records, or a multipart PNG upload."""
+    body, files = payloads(model)
+    if files is None:
+        return json.dumps(body).encode(), "application/json"
+    from urllib3 import encode_multipart_formdata
+
+    return encode_multipart_formdata([(field, (name, content, kind)) for field, (name, content, kind) in files])
+
+
+def _client(args: tuple) -> tuple[list[float], list[str]]:
+    """One load-generator process: one keep-alive HTTP/1.1 connection (http.client), requests back to back until
+    the shared counter reaches the total or the deadline passes; latency per request, client side."""
+    import http.client
+
+    port, path, headers, body, total, stop_at = args
+    counter = _COUNTER
+    latencies, errors = [], []
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    while True:
+        with counter.get_lock():
+            if (total is not None and counter.value >= total) or (stop_at is not None and time.time() >= stop_at):
+                break
+            counter.value += 1
+        began = time.perf_counter()
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                latencies.append(time.perf_counter() - began)
+            else:
+                errors.append(f"HTTP {response.status}")
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(exc.__class__.__name__)
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.close()
+    return latencies, errors
+
+
+def load(server: Server, key: str, model: str, concurrency: int, *, n_requests: int | None = None,
          seconds: float | None = None) -> dict:
-    """Send requests from ``concurrency`` threads (keep-alive sessions) until ``n_requests`` are done or
-    ``seconds`` have passed; latency per request (wall, client side)."""
-    url = f"{server.url}/models/{key}/predict?explain=false"
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    issued = [0]
-    stop_at = None if seconds is None else time.perf_counter() + seconds
+    """Send ``model``'s request from ``concurrency`` client processes (one keep-alive connection each) until
+    ``n_requests`` are done or ``seconds`` have passed."""
+    import multiprocessing
 
-    def worker() -> None:
-        session = requests.Session()
-        session.trust_env = False  # no proxy lookup per request: the client stands in for another machine
-        while True:
-            with lock:
-                if (n_requests is not None and issued[0] >= n_requests) or (
-                        stop_at is not None and time.perf_counter() >= stop_at):
-                    return
-                issued[0] += 1
-            began = time.perf_counter()
-            try:
-                if files is None:
-                    response = session.post(url, json=body, headers=server.headers, timeout=60)
-                else:
-                    response = session.post(url, files=files, headers=server.headers, timeout=60)
-                ok = response.status_code == 200
-                detail = None if ok else f"HTTP {response.status_code}"
-            except requests.RequestException as exc:
-                ok, detail = False, exc.__class__.__name__
-            elapsed = time.perf_counter() - began
-            with lock:
-                (latencies.append(elapsed) if ok else errors.append(detail))
+    body, content_type = _request(model)
+    headers = {**server.headers, "Content-Type": content_type}
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("l", 0)
+    stop_at = None if seconds is None else time.time() + seconds
+    path = f"/models/{key}/predict?explain=false"
+    with context.Pool(concurrency, initializer=_share, initargs=(counter,)) as pool:
+        pool.map(_ping, [server.port] * concurrency)  # processes started before the clock starts
+        began = time.perf_counter()
+        parts = pool.map(_client, [(server.port, path, headers, body, n_requests, stop_at)] * concurrency,
+                         chunksize=1)
+        wall = time.perf_counter() - began
+    return _summary([x for lat, _ in parts for x in lat], [e for _, err in parts for e in err], wall, concurrency)
 
-    began = time.perf_counter()
-    with futures.ThreadPoolExecutor(concurrency) as pool:
-        for _ in range(concurrency):
-            pool.submit(worker)
-    wall = time.perf_counter() - began
-    return _summary(latencies, errors, wall, concurrency)
+
+_COUNTER = None
+
+
+def _share(counter) -> None:
+    """Pool initializer: the requests counter every client process shares (passed at process start)."""
+    global _COUNTER
+    _COUNTER = counter
+
+
+def _ping(port: int) -> None:
+    socket.create_connection(("127.0.0.1", port), timeout=10).close()
 
 
 def _summary(latencies: list[float], errors: list[str], wall: float, concurrency: int) -> dict:
@@ -241,18 +273,17 @@ def run(quick: bool = False) -> dict:
                 for name, run_dir in runs.items():
                     body, files = payloads(name)
                     key = listed[ids[name]]["key"]
-                    load(server, key, body, files, 2, n_requests=20)  # warm-up
+                    load(server, key, name, 2, n_requests=20)  # warm-up
                     entry = {"engine": listed[ids[name]]["runtime"], "workers": workers,
                              "direct": direct(run_dir, name, body, files, engine_name, 30 if quick else 200)}
                     for c in CONCURRENCY:
-                        entry[f"c{c}"] = load(server, key, body, files, c, n_requests=n_per[c])
+                        entry[f"c{c}"] = load(server, key, name, c, n_requests=n_per[c])
                         print(f"  {name:<10} {runtime:<9} c={c:<3} p50 {entry[f'c{c}']['p50_ms']:.1f} ms  p99 "
                               f"{entry[f'c{c}']['p99_ms']:.1f} ms  {entry[f'c{c}']['requests_per_s']} req/s  "
                               f"errors {entry[f'c{c}']['n_errors']}", flush=True)
                     results.setdefault(name, {})[runtime] = entry
                 if runtime == ("torch" if quick else "onnx"):
-                    body, files = payloads("tabular")
-                    results["load_test"] = load(server, listed[ids["tabular"]]["key"], body, files, 8,
+                    results["load_test"] = load(server, listed[ids["tabular"]]["key"], "tabular", 8,
                                                 seconds=10 if quick else 60)
                     results["load_test"]["model"] = "tabular"
                     results["load_test"]["seconds"] = 10 if quick else 60

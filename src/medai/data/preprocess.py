@@ -46,25 +46,39 @@ class TabularPreprocessor:
                 f"(numeric: {', '.join(self.numeric_columns) or 'none'})."
             )
 
-    def _converted(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The numeric columns as float (text that is not a number → NaN), one vectorised pass per column."""
-        return pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in self.numeric_columns},
-                            index=frame.index, dtype=float)
-
-    def _numeric(self, frame: pd.DataFrame, source: str, converted: pd.DataFrame | None = None) -> pd.DataFrame:
-        numeric = self._converted(frame) if converted is None else converted.copy()
-        for column in self.log1p_columns:
-            bad = numeric[column] <= -1
-            if bad.any():
+    def _values(self, frame: pd.DataFrame, source: str) -> np.ndarray:
+        """The numeric columns as a float array ``(rows, columns)``, NaN = missing; raises on text that is not a
+        number and on infinities. Columns already of a numeric dtype (every JSON number, every parsed CSV number)
+        convert in one pass; others go through ``pd.to_numeric`` column by column."""
+        block = frame[self.numeric_columns]
+        if all(pd.api.types.is_numeric_dtype(dtype) for dtype in block.dtypes):
+            values = block.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            values = np.column_stack([pd.to_numeric(block[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                                      for c in self.numeric_columns]) if self.numeric_columns else \
+                np.zeros((len(frame), 0))
+            junk = block.notna().to_numpy() & np.isnan(values)
+            if junk.any():
+                bad = [c for c, j in zip(self.numeric_columns, junk.any(axis=0)) if j]
                 raise DataValidationError(
-                    f"{source}: column '{column}' is log-transformed (preprocessing.log1p) but has "
-                    f"{int(bad.sum())} value(s) <= -1. Fix them or remove '{column}' from preprocessing.log1p."
+                    f"{source}: numeric feature column(s) {', '.join(bad)} hold non-numeric text. Fix those cells "
+                    "or leave them empty."
                 )
-            numeric[column] = np.log1p(numeric[column])
-        return numeric
+        if np.isinf(values).any():
+            raise DataValidationError(f"{source}: numeric features contain infinite values; replace or blank them.")
+        for index, column in enumerate(self.numeric_columns):
+            if column in self.log1p_columns:
+                bad = values[:, index] <= -1
+                if bad.any():
+                    raise DataValidationError(
+                        f"{source}: column '{column}' is log-transformed (preprocessing.log1p) but has "
+                        f"{int(bad.sum())} value(s) <= -1. Fix them or remove '{column}' from preprocessing.log1p."
+                    )
+                values[:, index] = np.log1p(values[:, index])
+        return values
 
     def fit(self, frame: pd.DataFrame, source: str = "training data") -> TabularPreprocessor:
-        numeric = self._numeric(frame, source)
+        numeric = pd.DataFrame(self._values(frame, source), columns=self.numeric_columns, index=frame.index)
         medians = numeric.median()
         self.medians_ = {c: float(medians[c]) if np.isfinite(medians[c]) else 0.0 for c in self.numeric_columns}
         self.indicator_columns_ = [c for c in self.numeric_columns if numeric[c].isna().any()]
@@ -95,26 +109,15 @@ class TabularPreprocessor:
                 "Provide them (empty cells are allowed: they are imputed)."
             )
         parts = []
-        converted = self._converted(frame)
-        values = converted.to_numpy(dtype=float)
-        junk = frame[self.numeric_columns].notna().to_numpy() & np.isnan(values)
-        if junk.any():
-            bad = [c for c, j in zip(self.numeric_columns, junk.any(axis=0)) if j]
-            raise DataValidationError(
-                f"{source}: numeric feature column(s) {', '.join(bad)} hold non-numeric text. Fix those cells "
-                "or leave them empty."
-            )
-        if np.isinf(values).any():
-            raise DataValidationError(f"{source}: numeric features contain infinite values; replace or blank them.")
-        numeric = self._numeric(frame, source, converted)
+        raw = self._values(frame, source)
         if self.numeric_columns:
-            raw = numeric.to_numpy(dtype=float)
             medians = np.array([self.medians_[c] for c in self.numeric_columns])
             means = np.array([self.means_[c] for c in self.numeric_columns])
             stds = np.array([self.stds_[c] for c in self.numeric_columns])
             parts.append((np.where(np.isnan(raw), medians, raw) - means) / stds)
         if self.indicator_columns_:
-            parts.append(numeric[self.indicator_columns_].isna().to_numpy(dtype=float))
+            positions = [self.numeric_columns.index(c) for c in self.indicator_columns_]
+            parts.append(np.isnan(raw[:, positions]).astype(float))
         for column, categories in self.categories_.items():
             values = self._as_category(frame[column]).to_numpy()
             parts.append((values[:, None] == np.array(categories, dtype=object)[None, :]).astype(float))

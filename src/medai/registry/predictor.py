@@ -9,6 +9,7 @@ the artefact's ``preprocessor.json`` ``type`` says which. Image predictors take 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -228,51 +229,48 @@ class Predictor:
         """Score columns and ``pred`` for a batch of scores from :meth:`scores`; with a conformal state, also the
         prediction set and ``abstain`` (1 = the set is not a single answer: refer to a clinician) — regression:
         ``lower``/``upper`` of the conformal interval."""
-        frame = self._format_scores(scores)
-        if self._conformal is None or len(frame) == 0:
-            return frame
+        # Columns are gathered first and the frame built once: adding columns one by one costs more than the
+        # prediction itself for the one-record requests of the service.
+        columns = self._score_columns(scores)
+        if self._conformal is not None and len(scores):
+            columns.update(self._conformal_columns(scores))
+        return pd.DataFrame(columns)
+
+    def _conformal_columns(self, scores: np.ndarray) -> dict[str, Any]:
         names = self.task.get("class_names")
         if self.kind is TaskKind.REGRESSION:
             interval = self._conformal.predict_intervals(scores)
-            frame["lower"], frame["upper"] = interval[:, 0], interval[:, 1]
-            return frame
+            return {"lower": interval[:, 0], "upper": interval[:, 1]}
         sets = self._conformal.predict_sets(scores)
         if self.kind is TaskKind.MULTILABEL:  # (n, K, [absent, present]): abstain when a finding is undecided
             undecided = sets.sum(axis=2) != 1
-            frame["prediction_set"] = [";".join(f"{n}?" if u else (n if s[1] else f"no {n}")
+            return {"prediction_set": [";".join(f"{n}?" if u else (n if s[1] else f"no {n}")
                                                 for n, u, s in zip(names, row_u, row_s))
-                                       for row_u, row_s in zip(undecided, sets)]
-            frame["abstain"] = undecided.any(axis=1).astype(int)
-            return frame
+                                       for row_u, row_s in zip(undecided, sets)],
+                    "abstain": undecided.any(axis=1).astype(int)}
         labels = ["low", "high"] if self.kind is TaskKind.SURVIVAL else list(names)
-        frame["prediction_set"] = ["{" + ", ".join(n for n, keep in zip(labels, row) if keep) + "}" for row in sets]
-        frame["abstain"] = (sets.sum(axis=1) != 1).astype(int)
-        return frame
+        return {"prediction_set": ["{" + ", ".join(n for n, keep in zip(labels, row) if keep) + "}" for row in sets],
+                "abstain": (sets.sum(axis=1) != 1).astype(int)}
 
-    def _format_scores(self, scores: np.ndarray) -> pd.DataFrame:
+    def _score_columns(self, scores: np.ndarray) -> dict[str, Any]:
         names = self.task.get("class_names")
         if self.kind is TaskKind.BINARY:
             threshold = self.artifact.thresholds["threshold"]
-            pred = np.where(scores >= threshold, names[1], names[0])
-            return pd.DataFrame({"score": scores, "pred": pred})
-        if self.kind is TaskKind.MULTICLASS:
-            frame = pd.DataFrame(scores, columns=[f"score_{c}" for c in names])
-            frame["pred"] = np.asarray(names, dtype=object)[scores.argmax(axis=1)]
-            return frame
-        if self.kind is TaskKind.MULTILABEL:
-            thresholds = np.asarray(self.artifact.thresholds["label_thresholds"])
-            present = scores >= thresholds
-            frame = pd.DataFrame(scores, columns=[f"score_{c}" for c in names])
-            for j, name in enumerate(names):
-                frame[f"pred_{name}"] = present[:, j].astype(int)
-            frame["pred"] = [";".join(n for n, p in zip(names, row) if p) or "none" for row in present]
-            return frame
+            return {"score": scores, "pred": np.where(scores >= threshold, names[1], names[0])}
+        if self.kind in (TaskKind.MULTICLASS, TaskKind.MULTILABEL):
+            columns: dict[str, Any] = {f"score_{c}": scores[:, j] for j, c in enumerate(names)}
+            if self.kind is TaskKind.MULTICLASS:
+                columns["pred"] = np.asarray(names, dtype=object)[scores.argmax(axis=1)]
+                return columns
+            present = scores >= np.asarray(self.artifact.thresholds["label_thresholds"])
+            columns.update({f"pred_{name}": present[:, j].astype(int) for j, name in enumerate(names)})
+            columns["pred"] = [";".join(n for n, p in zip(names, row) if p) or "none" for row in present]
+            return columns
         if self.kind is TaskKind.REGRESSION:
-            return pd.DataFrame({"score": scores, "pred": scores})
+            return {"score": scores, "pred": scores}
         horizons = self.task["horizons"]
         surv = self.survival_at(scores, horizons)
-        frame = pd.DataFrame({"score": scores})
-        for j, t in enumerate(horizons):
-            frame[f"surv_{format_horizon(t)}"] = surv[:, j]
-        frame["pred"] = np.where(scores >= self.artifact.thresholds["risk_group_cutoff"], "high", "low")
-        return frame
+        columns = {"score": scores}
+        columns.update({f"surv_{format_horizon(t)}": surv[:, j] for j, t in enumerate(horizons)})
+        columns["pred"] = np.where(scores >= self.artifact.thresholds["risk_group_cutoff"], "high", "low")
+        return columns

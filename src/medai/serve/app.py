@@ -129,6 +129,11 @@ def app_from_environment() -> FastAPI:
     import os
 
     raw = json.loads(os.environ[SETTINGS_ENV])
+    # The workers share the machine's cores: one worker's tensor threads would otherwise spin on cores the others
+    # (and the HTTP parsing) need.
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(raw.get("workers", 1))))
     pacs = None
     if raw.get("pacs_url"):
         from medai.serve.pacs import PacsConfig
@@ -424,23 +429,26 @@ def _after_prediction(request: Request, who: Principal, model: ServedModel, body
         decisions[key] = decisions.get(key, 0) + 1
     referred = sum(bool(p.get("refer")) for p in predictions)
     state = request.app.state
-    prediction_ids = state.drift.record_predictions(model, predictions)
+    # One transaction, one commit: the drift records and the audit entry are written together or not at all.
+    with state.audit.transaction() as connection:
+        prediction_ids = state.drift.record_predictions(model, predictions, connection=connection)
+        _audit(request, who, "predict", model, status=200, body=body, n_records=len(predictions),
+               outcome={"decisions": decisions, "referred": referred}, connection=connection)
     for p, pid in zip(predictions, prediction_ids):
         p["prediction_id"] = pid
     state.metrics.predictions(model.id, model.version, decisions, referred)
-    _audit(request, who, "predict", model, status=200, body=body, n_records=len(predictions),
-           outcome={"decisions": decisions, "referred": referred})
 
 
 def _audit(request: Request, who: Principal, action: str, model: ServedModel | None, *, status: int,
-           body: bytes | None = None, n_records: int | None = None, outcome: dict | None = None) -> None:
+           body: bytes | None = None, n_records: int | None = None, outcome: dict | None = None,
+           connection=None) -> None:
     request.app.state.audit.append({
         "actor": who.token_id, "role": who.role.value, "action": action,
         "model_id": model.id if model else None, "model_version": model.version if model else None,
         "model_sha256": model.sha256 if model else None,
         "input_sha256": hashlib.sha256(body).hexdigest() if body is not None else None,
         "n_records": n_records, "status": status, "outcome": outcome or {},
-    })
+    }, connection=connection)
 
 
 def _fhir_model(request: Request, model: ServedModel):
@@ -585,7 +593,7 @@ def serve_command(args) -> int:
     os.environ[SETTINGS_ENV] = json.dumps({
         "model_paths": [str(p.resolve()) for p in settings.model_paths], "state": str(settings.state.resolve()),
         "database_url": settings.database_url, "max_upload_bytes": settings.max_upload_bytes,
-        "pacs_url": args.pacs_url, "runtime": settings.runtime})
+        "pacs_url": args.pacs_url, "runtime": settings.runtime, "workers": args.workers})
     uvicorn.run("medai.serve.app:app_from_environment", factory=True, workers=args.workers, host=args.host,
                 port=args.port, log_level="warning", access_log=False)
     return 0

@@ -27,11 +27,15 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, Text, insert, inspect, select, text
+from sqlalchemy import (
+    Column, Connection, Engine, Integer, MetaData, String, Table, Text, insert, inspect, select, text,
+)
 
 from medai.core.errors import DataValidationError, InvalidParameterError, invalid_parameter, unknown_name
 from medai.serve import store
@@ -170,6 +174,9 @@ _POSTGRES_TRIGGERS = {
 }
 
 # One lock per database in this process: threads of one worker queue here instead of spinning on the database lock.
+# Built once: the append path runs on every request, and building a statement costs more than executing it.
+_LAST_ENTRY = select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
+_INSERT_ENTRY = insert(audit_table)
 _APPEND_LOCKS: dict[str, threading.Lock] = {}
 _APPEND_LOCKS_GUARD = threading.Lock()
 
@@ -229,10 +236,11 @@ class AuditLog:
                     connection.execute(text(_POSTGRES_TRIGGERS[name]))
         return missing
 
-    def append(self, event: dict[str, Any]) -> AuditEntry:
+    def append(self, event: dict[str, Any], *, connection: Connection | None = None) -> AuditEntry:
         """Append one event; returns the stored entry with its seq, time and hashes.
 
         Args:
+            connection: a connection of :meth:`transaction` to append within (None: a transaction of its own).
             event: ``actor`` and ``action`` (required); ``role``, ``target``, ``model_id``, ``model_version``,
                 ``model_sha256``, ``input_sha256``, ``n_records``, ``status``, ``outcome`` (optional; see
                 :class:`AuditEntry`). No other key is accepted.
@@ -243,18 +251,32 @@ class AuditLog:
             UnknownNameError: an unknown action.
         """
         fields = _validated(event)
+        if connection is not None:
+            return self._append(connection, fields)
+        with self.transaction() as connection:
+            return self._append(connection, fields)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction with this log's appender lock held: rows written in it (a drift record) commit
+        atomically with the entries appended in it (``append(event, connection=...)``), at the cost of one commit.
+
+        The lock is taken before the database's write lock, as :meth:`append` does, so threads queue here instead
+        of in SQLite's sleeping busy handler."""
         with self._lock, store.write_transaction(self.engine) as connection:
-            if self.dialect == "postgresql":
-                # Conflicts with itself (one appender at a time) but not with readers.
-                connection.execute(text(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE"))
-            last = connection.execute(select(audit_table.c.seq, audit_table.c.hash)
-                                      .order_by(audit_table.c.seq.desc()).limit(1)).first()
-            seq, prev_hash = (last.seq + 1, last.hash) if last is not None else (1, GENESIS_HASH)
-            # Taken inside the lock, so times never go backwards along the chain (barring a clock step).
-            fields = {"seq": seq, "time": _utc_now(), **fields}
-            digest = entry_hash(prev_hash, fields)
-            connection.execute(insert(audit_table).values(
-                **{**fields, "outcome": canonical_json(fields["outcome"])}, prev_hash=prev_hash, hash=digest))
+            yield connection
+
+    def _append(self, connection: Connection, fields: dict[str, Any]) -> AuditEntry:
+        if self.dialect == "postgresql":
+            # Conflicts with itself (one appender at a time) but not with readers.
+            connection.execute(text(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE"))
+        last = connection.execute(_LAST_ENTRY).first()
+        seq, prev_hash = (last.seq + 1, last.hash) if last is not None else (1, GENESIS_HASH)
+        # Taken inside the lock, so times never go backwards along the chain (barring a clock step).
+        fields = {"seq": seq, "time": _utc_now(), **fields}
+        digest = entry_hash(prev_hash, fields)
+        connection.execute(_INSERT_ENTRY, {**fields, "outcome": canonical_json(fields["outcome"]),
+                                           "prev_hash": prev_hash, "hash": digest})
         return AuditEntry(**fields, prev_hash=prev_hash, hash=digest)
 
     def head(self) -> tuple[int, str]:

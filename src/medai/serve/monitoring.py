@@ -304,8 +304,9 @@ class DriftMonitor:
         return self.record_many(model, [features], [score], None if prediction_id is None else [prediction_id])[0]
 
     def record_many(self, model: Any, features: Sequence[Mapping[str, Any] | None], scores: Sequence[Any],
-                    prediction_ids: Sequence[str] | None = None) -> list[str]:
-        """Record several predictions in one transaction (see :meth:`record`); returns their ids."""
+                    prediction_ids: Sequence[str] | None = None, *, connection: Any = None) -> list[str]:
+        """Record several predictions in one transaction (see :meth:`record`); returns their ids. ``connection``:
+        write within that open transaction instead (the service's audit transaction)."""
         ref = model_ref(model)
         if len(features) != len(scores):
             raise DataValidationError(f"record_many: {len(features)} feature rows for {len(scores)} scores.")
@@ -325,16 +326,18 @@ class DriftMonitor:
                          "score": None if clean_score is None else json.dumps(clean_score),
                          "features": None if row is None else json.dumps(
                              {str(k): _json_value(v) for k, v in row.items()}, sort_keys=True)})
-        if rows:
+        if rows and connection is not None:
+            connection.execute(insert(drift_table), rows)
+        elif rows:
             with store.write_transaction(self.engine) as connection:
                 connection.execute(insert(drift_table), rows)
         return ids
 
-    def record_predictions(self, model: Any, predictions: Sequence[dict]) -> list[str]:
+    def record_predictions(self, model: Any, predictions: Sequence[dict], *, connection: Any = None) -> list[str]:
         """Record the service's prediction dicts (their score; their features when a :data:`FEATURES_KEY` entry is
         present, which is removed from the dict); returns one prediction id per prediction."""
         features = [p.pop(FEATURES_KEY, None) for p in predictions]
-        return self.record_many(model, features, [_score_of(p) for p in predictions])
+        return self.record_many(model, features, [_score_of(p) for p in predictions], connection=connection)
 
     def add_label(self, prediction_id: str, label: Any) -> bool:
         """Attach the outcome that became known for a recorded prediction.

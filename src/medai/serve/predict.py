@@ -121,10 +121,10 @@ def predict_table(model: ServedModel, frame: pd.DataFrame, *, explain: bool) -> 
     id_column = predictor.task.get("id_column")
     ids = (frame[id_column].astype(str).to_numpy() if id_column and id_column in frame.columns
            else np.array([str(i + 1) for i in range(len(frame))], dtype=object))
-    out = pd.concat([pd.DataFrame({"id": ids}), predictor.format_scores(predictor.scores(x))], axis=1)
+    rows = predictor.format_scores(predictor.scores(x)).to_dict(orient="records")
     warnings = [f"Field '{c}': {n} value(s) not seen in training, encoded as all zeros."
                 for c, n in pre.unseen_categories(frame).items()]
-    predictions = [to_prediction(model, row) for row in out.to_dict(orient="records")]
+    predictions = [to_prediction(model, {**row, "id": record_id}) for record_id, row in zip(ids, rows)]
     _monitor(model, predictions, x)
     if explain:
         from medai.explain.importance import tabular_feature_groups

@@ -52,3 +52,22 @@ def test_log1p_columns_are_transformed_before_imputation_and_checked():
         pre.transform(pd.DataFrame({"nodes": [-1.0], "age": [50.0]}), source="new.csv")
     with pytest.raises(DataValidationError, match="preprocessing.log1p names size, which are not numeric"):
         TabularPreprocessor(["nodes"], ["size"], log1p_columns=["size"])
+
+
+def test_numeric_dtypes_and_text_columns_encode_identically():
+    """Numbers arrive as numeric columns (JSON, parsed CSV) or as text (a CSV read as strings, a JSON null mixed
+    in): both conversions give the same matrix, missing values and log1p included."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "n": rng.integers(0, 9, 40).astype(float),
+                          "c": rng.choice(["p", "q"], 40)})
+    frame.loc[[2, 7], "a"] = np.nan
+    pre = TabularPreprocessor(["a", "n"], ["c"], log1p_columns=["n"]).fit(frame)
+    as_text = frame.astype({"a": object, "n": object})
+    as_text.loc[[2, 7], "a"] = None
+    as_text["n"] = as_text["n"].map(str)
+    nullable = frame.astype({"n": "Int64"})
+    expected = pre.transform(frame)
+    np.testing.assert_allclose(pre.transform(as_text), expected, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(pre.transform(nullable), expected)
+    with pytest.raises(DataValidationError, match="numeric features contain infinite values"):
+        pre.transform(frame.assign(a=np.inf))

@@ -73,6 +73,23 @@ def test_revoke(db):
         tokens.revoke("tok_00000000")
 
 
+def test_a_verified_token_is_remembered_for_a_few_seconds_only(db, monkeypatch):
+    from medai.serve import auth
+
+    service, cli = TokenStore(db), TokenStore(db)  # the service's store and another process's (`medai token`)
+    token_id, token = cli.create("clinician")
+    assert service.authenticate(token).token_id == token_id
+    cli.revoke(token_id)
+    assert service.authenticate(token) is not None  # remembered: no database read for CACHE_TTL_S seconds
+    later = auth.time.monotonic() + auth.CACHE_TTL_S + 0.01
+    monkeypatch.setattr(auth.time, "monotonic", lambda: later)
+    assert service.authenticate(token) is None
+    kept_id, kept = service.create("clinician")
+    assert service.authenticate(kept).token_id == kept_id
+    service.revoke(kept_id)  # revoked through the same store: refused at once
+    assert service.authenticate(kept) is None
+
+
 def test_list_never_returns_secrets(db):
     tokens = TokenStore(db)
     ids = [tokens.create(role)[0] for role in ("clinician", "admin")]
