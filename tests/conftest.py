@@ -136,23 +136,27 @@ def write_image_recipe(path: Path, data: Path, **sections) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ service
-def write_segmentation_npz(path: Path, n_train: int = 64, seed: int = 0) -> Path:
-    """2-D lesion phantoms (64 px, 0.5 mm pixels, 0-3 lesions per image) as a segmentation ``.npz``."""
+def write_segmentation_npz(path: Path, n_train: int = 64, seed: int = 0, spatial_dims: int = 2) -> Path:
+    """Lesion phantoms (0-3 lesions per case) as a segmentation ``.npz``: 2-D 64 px images with 0.5 mm pixels,
+    or 3-D 16^3 volumes with 1 mm voxels."""
     from medai.data.phantoms import make_lesion_phantoms
 
-    parts = {"train": make_lesion_phantoms(n_train, seed=seed), "val": make_lesion_phantoms(16, seed=seed + 1),
-             "test": make_lesion_phantoms(24, seed=seed + 2)}
+    size = 64 if spatial_dims == 2 else 16
+    make = lambda n, s: make_lesion_phantoms(n, seed=s, spatial_dims=spatial_dims, size=size)  # noqa: E731
+    parts = {"train": make(n_train, seed), "val": make(16, seed + 1), "test": make(24, seed + 2)}
     arrays = {f"{s}_{k}": getattr(p, k) for s, p in parts.items() for k in ("images", "masks")}
-    np.savez(path, **arrays, spacing_mm=np.array([0.5, 0.5]), label=np.array("lesion"))
+    spacing = [0.5, 0.5] if spatial_dims == 2 else [1.0, 1.0, 1.0]
+    np.savez(path, **arrays, spacing_mm=np.array(spacing), label=np.array("lesion"))
     return path
 
 
-def write_segmentation_recipe(path: Path, data: Path, name: str = "lesion-unet", epochs: int = 4) -> Path:
+def write_segmentation_recipe(path: Path, data: Path, name: str = "lesion-unet", epochs: int = 4,
+                              channels: tuple[int, ...] = (8, 16, 32)) -> Path:
     import yaml
 
     path.write_text(yaml.safe_dump({
         "name": name, "data": {"path": str(data)}, "task": {"kind": "segmentation"},
-        "model": {"name": "unet", "channels": [8, 16, 32], "strides": [2, 2]},
+        "model": {"name": "unet", "channels": list(channels), "strides": [2] * (len(channels) - 1)},
         "training": {"max_epochs": epochs, "batch_size": 8, "learning_rate": 0.005, "patience": epochs},
         "evaluation": {"n_resamples": 100}, "baselines": ["otsu"]}))
     return path

@@ -188,13 +188,15 @@ def _functional_group_rescale(ds, frames: int) -> list[tuple[float, float]] | No
     return pairs
 
 
-def _float_tuple(value) -> tuple[float, ...] | None:
+def _float_tuple(value, allow_zero: bool = False) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
+    if allow_zero:  # positions and direction cosines
+        return out if out and all(np.isfinite(out)) else None
     # Some writers fill PixelSpacing with zeros; that is "unknown", not a spacing.
     return out if out and all(v > 0 for v in out) else None
 
@@ -275,7 +277,8 @@ def read_dicom(path: str | Path) -> Record:
         ``source``, ``photometric`` (as stored), ``inverted`` (True for MONOCHROME1), ``rescale``
         ``(slope, intercept)`` or None, ``units`` ("HU" for CT), ``spacing_mm`` ``(row, col)`` from PixelSpacing
         (ImagerPixelSpacing for projection radiographs; None when absent or zero), ``modality`` (DICOM Modality),
-        ``transfer_syntax``, ``series_instance_uid``.
+        ``transfer_syntax``, ``series_instance_uid``, ``position_mm`` (ImagePositionPatient) and
+        ``orientation`` (ImageOrientationPatient; both None when absent).
 
     Raises:
         InvalidParameterError: the file does not exist.
@@ -308,6 +311,9 @@ def read_dicom(path: str | Path) -> Record:
         "transfer_syntax": syntax.name if syntax is not None else None,
         "series_instance_uid": str(ds.get("SeriesInstanceUID", "")) or None,
         "voi_window": _voi_window(ds, facts),
+        # geometry, for stacking single-frame slices into a volume (None when absent or malformed)
+        "position_mm": _float_tuple(ds.get("ImagePositionPatient"), allow_zero=True),
+        "orientation": _float_tuple(ds.get("ImageOrientationPatient"), allow_zero=True),
     }
     return Record(
         id=str(ds.get("SOPInstanceUID", "")) or path.stem,
@@ -335,6 +341,41 @@ def _voi_window(ds, facts: dict[str, Any]) -> tuple[float, float] | None:
         slope, intercept = facts.get("rescale") or (1.0, 0.0)
         center = slope * facts["inversion_constant"] + 2 * intercept - center
     return center, width
+
+
+def order_slices(positions, names: list[str], where: str) -> tuple[np.ndarray, float | None]:
+    """The order of slices along the slice normal and their spacing.
+
+    Args:
+        positions: each slice's ImagePositionPatient projected on the slice normal (mm).
+        names: each slice's name for messages (file name or SOPInstanceUID).
+        where: the series, for messages.
+
+    Returns:
+        ``(order, spacing)``: indices sorting the slices by position, and the median gap (None for one slice).
+
+    Raises:
+        DataValidationError: two slices at the same position, or uneven gaps (missing slices).
+    """
+    order = np.argsort(positions, kind="stable")
+    sorted_positions = np.asarray(positions, dtype=float)[order]
+    gaps = np.diff(sorted_positions)
+    if not len(gaps):
+        return order, None
+    duplicate = np.flatnonzero(gaps < 1e-3)
+    if len(duplicate):
+        i = int(duplicate[0])
+        raise DataValidationError(
+            f"{where}: {names[order[i]]} and {names[order[i + 1]]} are at the same position "
+            f"({sorted_positions[i]:.3f} mm along the slice normal): duplicate slices."
+        )
+    spacing = float(np.median(gaps))
+    if not np.allclose(gaps, spacing, rtol=0.01, atol=1e-3):
+        raise DataValidationError(
+            f"{where}: inconsistent slice spacing (gaps from {gaps.min():.3f} to {gaps.max():.3f} mm along the "
+            "slice normal). Slices may be missing; expected evenly spaced slices."
+        )
+    return order, spacing
 
 
 def read_dicom_series(
@@ -432,25 +473,9 @@ def read_dicom_series(
             raise DataValidationError(f"{file}: slice size differs from {size} (rows, columns) in {first_file.name}.")
         positions.append(float(np.dot(_geometry(file, ds, "ImagePositionPatient", 3), normal)))
 
-    order = np.argsort(positions, kind="stable")
-    sorted_positions = np.asarray(positions)[order]
+    order, slice_spacing = order_slices(positions, [file.name for file, _ in items], str(folder))
     sorted_items = [items[i] for i in order]
-    gaps = np.diff(sorted_positions)
-    if len(gaps):
-        duplicate = np.flatnonzero(gaps < 1e-3)
-        if len(duplicate):
-            i = int(duplicate[0])
-            raise DataValidationError(
-                f"{folder}: {sorted_items[i][0].name} and {sorted_items[i + 1][0].name} are at the same position "
-                f"({sorted_positions[i]:.3f} mm along the slice normal): duplicate slices."
-            )
-        slice_spacing = float(np.median(gaps))
-        if not np.allclose(gaps, slice_spacing, rtol=0.01, atol=1e-3):
-            raise DataValidationError(
-                f"{folder}: inconsistent slice spacing (gaps from {gaps.min():.3f} to {gaps.max():.3f} mm along the "
-                "slice normal). Slices may be missing; expected evenly spaced slices."
-            )
-    else:
+    if slice_spacing is None:
         value = first.get("SpacingBetweenSlices", first.get("SliceThickness"))
         slice_spacing = float(value) if value not in (None, "") else None
 

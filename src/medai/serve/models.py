@@ -99,7 +99,8 @@ def input_description(model: ServedModel) -> str:
     if model.modality == "text":
         return 'JSON {"texts": ["…"]} or {"records": [{text column: "…"}]}'
     if model.predictor.spatial_dims == 3:
-        return "a volume upload (NIfTI .nii/.nii.gz or a multi-frame DICOM; multipart field 'file')"
+        return ("a volume upload (NIfTI .nii/.nii.gz, a multi-frame DICOM, or the single-frame DICOM slices of a "
+                "series; multipart field 'file')")
     return ("an image upload (PNG, JPEG, DICOM; multipart field 'file'), or a NIfTI / multi-frame DICOM volume "
             "segmented slice by slice")
 

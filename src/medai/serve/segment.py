@@ -82,7 +82,8 @@ def _layout(record, trained: tuple[float, ...]) -> tuple[np.ndarray, tuple[float
     image = data.mean(axis=0) if data.shape[0] > 1 else data[0]  # colour → grey: the networks read one channel
     spacing = record.meta.get("spacing_mm")
     spacing = tuple(float(s) for s in spacing) if spacing is not None and None not in tuple(spacing) else None
-    if image.ndim == 3 and str(record.meta.get("format", "")).upper() != "NIFTI" and record.meta.get("frames"):
+    slices_first = bool(record.meta.get("frames")) or "slice_normal" in record.meta  # DICOM multi-frame / series
+    if image.ndim == 3 and slices_first:
         image = np.moveaxis(image, 0, -1)
         spacing = (*spacing[1:], spacing[0]) if spacing is not None and len(spacing) == 3 else None
     if image.ndim == 3 and image.shape[-1] == 1:
@@ -109,25 +110,77 @@ def segment_records(model, records: Sequence, *, explain: bool = True) -> list[d
     """
     predictor = model.predictor
     coding = segment_coding(model)
+    laid_out = [_layout(record, predictor.spacing_mm) for record in records]
+    if predictor.spatial_dims == 3 and laid_out and all(image.ndim == 2 for image, _, _ in laid_out):
+        return _segment_series(model, records, laid_out, coding, explain)
     predictions = []
-    for record in records:
-        image, spacing, source = _layout(record, predictor.spacing_mm)
-        volume = image.ndim == 3
-        if predictor.spatial_dims == 3 and not volume:
+    for record, (image, spacing, source) in zip(records, laid_out):
+        if predictor.spatial_dims == 3 and image.ndim != 3:
             raise UnsupportedInputError(f"Model '{model.id}' segments 3-D volumes; upload a volume (NIfTI or a "
                                         "multi-frame DICOM), not a single 2-D image.")
-        slices = np.moveaxis(image, -1, 0) if volume and predictor.spatial_dims == 2 else image[None]
-        padded = [_pad(s, predictor.size_multiple) for s in slices]
-        with model.lock:
-            outputs = predictor.predict(np.stack([p for p, _ in padded])[:, None])
-        crop = padded[0][1]
-        masks = np.stack([o["mask"][crop] for o in outputs])
-        conformal = np.stack([o["conformal_mask"][crop] for o in outputs]) if "conformal_mask" in outputs[0] else None
-        if volume and predictor.spatial_dims == 2:  # slices back to the last axis
-            masks = np.moveaxis(masks, 0, -1)[None]
-            conformal = None if conformal is None else np.moveaxis(conformal, 0, -1)[None]
-        predictions.append(_prediction(model, record, image, masks[0], None if conformal is None else conformal[0],
-                                       coding, spacing, source, explain))
+        mask, conformal = _segment(model, image)
+        predictions.append(_prediction(model, record, image, mask, conformal, coding, spacing, source, explain))
+    return predictions
+
+
+def _segment(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's mask and conformal mask (None without conformal state) of one image or volume (slices last):
+    a 2-D model segments a volume slice by slice."""
+    predictor = model.predictor
+    by_slice = image.ndim == 3 and predictor.spatial_dims == 2
+    slices = np.moveaxis(image, -1, 0) if by_slice else image[None]
+    padded = [_pad(s, predictor.size_multiple) for s in slices]
+    with model.lock:
+        outputs = predictor.predict(np.stack([p for p, _ in padded])[:, None])
+    crop = padded[0][1]
+    masks = np.stack([o["mask"][crop] for o in outputs])
+    conformal = np.stack([o["conformal_mask"][crop] for o in outputs]) if "conformal_mask" in outputs[0] else None
+    if by_slice:  # slices back to the last axis
+        return np.moveaxis(masks, 0, -1), None if conformal is None else np.moveaxis(conformal, 0, -1)
+    return masks[0], None if conformal is None else conformal[0]
+
+
+def _segment_series(model, records: Sequence, laid_out: list, coding, explain: bool) -> list[dict[str, Any]]:
+    """A 3-D model on single-frame DICOM slices (a PACS study): each series is stacked along its slice normal
+    (:func:`medai.io.dicom.order_slices`: duplicate or missing slices are refused), segmented as one volume, and
+    each slice gets its prediction: its own mask and area, the volume's ``series_volume_ml`` and referral."""
+    from medai.io.dicom import order_slices
+
+    series: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        series.setdefault(str(record.meta.get("series_instance_uid") or ""), []).append(i)
+    predictions: list[dict[str, Any] | None] = [None] * len(records)
+    for uid, members in series.items():
+        where = f"series {uid or '(no SeriesInstanceUID)'}"
+        geometry = [(records[i].meta.get("position_mm"), records[i].meta.get("orientation")) for i in members]
+        if any(position is None or orientation is None or len(orientation) != 6 for position, orientation in geometry):
+            raise DataValidationError(f"{where}: a 3-D model needs ImagePositionPatient and ImageOrientationPatient "
+                                      "on every slice to stack them into a volume.")
+        orientation = np.asarray(geometry[0][1])
+        shapes = {laid_out[i][0].shape for i in members}
+        if len(shapes) != 1 or any(not np.allclose(o, orientation, atol=1e-4) for _, o in geometry):
+            raise DataValidationError(f"{where}: the slices differ in size or orientation; they do not form one "
+                                      "volume.")
+        normal = np.cross(orientation[:3], orientation[3:])
+        order, gap = order_slices([float(np.dot(position, normal)) for position, _ in geometry],
+                                  [str(records[i].id) for i in members], where)
+        ordered = [members[k] for k in order]
+        volume = np.stack([laid_out[i][0] for i in ordered], axis=-1)
+        row_col, source = laid_out[ordered[0]][1], laid_out[ordered[0]][2]
+        spacing = (*row_col[:2], gap if gap is not None else float(model.predictor.spacing_mm[-1]))
+        mask, conformal = _segment(model, volume)
+        whole = _prediction(model, records[ordered[0]], volume, mask, conformal, coding, spacing, source, explain)
+        voxel_mm2 = float(np.prod(spacing[:2]))
+        for k, i in enumerate(ordered):
+            area = int(mask[..., k].sum())
+            predictions[i] = {
+                **{key: value for key, value in whole.items() if key not in (MASK_KEY, "measurements", "id")},
+                "id": str(records[i].id), "decision": coding.label if area else "none",
+                "measurements": {"area_mm2": area * voxel_mm2,
+                                 **{f"series_{key}": value for key, value in whole["measurements"].items()}},
+                "slice": k + 1, "n_slices": len(ordered), MASK_KEY: mask[..., k]}
+            if k and explain:  # the volume's overlay once, with the series' first slice
+                predictions[i]["explanation"] = {"type": "none", "reason": "shown with the series' first slice"}
     return predictions
 
 

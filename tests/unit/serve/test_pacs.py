@@ -72,6 +72,15 @@ def segmenter(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def segmenter3d(tmp_path_factory):
+    """A real small 3-D U-Net trained for 3 epochs on 16^3 lesion phantoms (a few seconds on 2 cores)."""
+    root = tmp_path_factory.mktemp("segmenter3d")
+    data = write_segmentation_npz(root / "volumes.npz", n_train=32, spatial_dims=3)
+    return _trained(write_segmentation_recipe(root / "recipe.yaml", data, name="lesion-unet-3d", epochs=3,
+                                              channels=(4, 8)), root / "run")
+
+
+@pytest.fixture(scope="module")
 def pacs(orthanc):  # noqa: F811
     return Pacs(PacsConfig(orthanc.dicomweb_url, orthanc.user, orthanc.password, timeout_s=20))
 
@@ -200,6 +209,36 @@ def test_a_segmentation_model_stores_a_seg_and_an_sr_of_areas(pacs, studies, seg
     with pytest.raises(InvalidParameterError, match="segmentation model: the worklist ranks studies by a "
                                                     "classification model"):
         worklist_served(pacs, segmenter)
+
+
+def test_a_3d_model_segments_a_pacs_series_as_one_volume(pacs, segmenter3d, tmp_path):
+    """Single-frame slices stored in shuffled order: stacked along the slice normal, segmented as one volume,
+    stored as a SEG whose frames are the volume's mask, and an SR of each slice's area."""
+    from medai.data.phantoms import make_lesion_phantoms
+
+    volume = make_lesion_phantoms(1, spatial_dims=3, size=16, seed=41).images[0, 0]  # (slices, rows, cols)
+    slices = write_image_series(volume.astype(float), tmp_path / "series", spacing_mm=(2.0, 1.0, 1.0),
+                                patient_id="SYNTH")
+    shuffled = [slices[i] for i in np.random.default_rng(0).permutation(len(slices))]
+    pacs.store(shuffled)
+    study_uid = str(slices[0].StudyInstanceUID)
+    result = analyse_served(pacs, study_uid, segmenter3d)
+    assert result.n_images == 16 and len(result.seg_sop_instance_uids) == 1
+    retrieved = {str(ds.SOPInstanceUID): ds for ds in pacs.retrieve_study_instances(study_uid)}
+    pixels = np.stack([retrieved[str(ds.SOPInstanceUID)].pixel_array.astype(np.float32) for ds in slices])
+    expected = segmenter3d.predictor.predict(np.moveaxis(pixels, 0, -1)[None, None])[0]["mask"]  # slices last
+    seg_path = _save(retrieved[result.seg_sop_instance_uids[0]], tmp_path / "seg.dcm")
+    stored = read_dicom_seg(seg_path, slices)  # (slices, rows, cols) in the series' order
+    assert (stored != np.moveaxis(expected, -1, 0)).mean() < 1e-3
+    by_id = {p["id"]: p for p in result.predictions}
+    first = by_id[str(slices[0].SOPInstanceUID)]
+    assert [by_id[str(ds.SOPInstanceUID)]["slice"] for ds in slices] == list(range(1, 17))  # sorted by position
+    assert first["measurements"]["series_volume_ml"] == pytest.approx(expected.sum() * 2.0 / 1000)
+    assert sum(p["measurements"]["area_mm2"] for p in result.predictions) == pytest.approx(expected.sum() * 1.0)
+    assert len({p["refer"] for p in result.predictions}) == 1  # one referral for the volume
+    sr_path = _save(retrieved[result.sr_sop_instance_uid], tmp_path / "sr.dcm")
+    assert len(read_segmentation_sr(sr_path)) == 16
+    assert dciodvfy_errors(seg_path) == [] and dciodvfy_errors(sr_path) == []
 
 
 def test_worklist_ranks_the_lesion_study_first(pacs, studies, served):
