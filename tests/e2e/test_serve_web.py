@@ -81,6 +81,17 @@ def choose_model(driver, kind: str, modality: str) -> None:
     select.select_by_visible_text(label)
 
 
+def upload_and_wait_for_the_picture(driver, path: Path) -> None:
+    """Upload one file, predict, and wait until the explanation picture of the result has loaded."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "file").send_keys(str(path))
+    driver.find_element(By.ID, "run").click()
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#results img.explain"))
+    image = driver.find_element(By.CSS_SELECTOR, "#results img.explain")
+    wait_for(driver, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 50)
+
+
 def test_sign_in_is_required_and_a_wrong_token_is_refused(server, browser):
     from selenium.webdriver.common.by import By
 
@@ -131,11 +142,7 @@ def test_upload_an_image_and_see_its_heatmap(server, browser, tmp_path):
     images, _ = make_lesion_images(n=2, seed=12)
     path = tmp_path / "upload.png"
     Image.fromarray(images[1]).save(path)
-    browser.find_element(By.ID, "file").send_keys(str(path))
-    browser.find_element(By.ID, "run").click()
-    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results img.explain"))
-    image = browser.find_element(By.CSS_SELECTOR, "#results img.explain")
-    wait_for(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 50)
+    upload_and_wait_for_the_picture(browser, path)
     assert "upload" in browser.find_element(By.ID, "results").text
     shot(browser, "image-heatmap")
 
@@ -155,11 +162,7 @@ def test_upload_an_image_to_a_segmentation_model_and_see_its_mask(server, browse
     phantoms = make_lesion_phantoms(1, seed=31)
     path = tmp_path / "scan.png"
     Image.fromarray((np.clip(phantoms.images[0, 0], 0, 1) * 255).astype(np.uint8)).save(path)
-    browser.find_element(By.ID, "file").send_keys(str(path))
-    browser.find_element(By.ID, "run").click()
-    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results img.explain"))
-    image = browser.find_element(By.CSS_SELECTOR, "#results img.explain")
-    wait_for(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 50)
+    upload_and_wait_for_the_picture(browser, path)
     text = browser.find_element(By.ID, "results").text
     assert "scan" in text and "area" in text and "mm²" in text and "no pixel spacing" in text
     shot(browser, "segmentation-mask")
